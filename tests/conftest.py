@@ -1,0 +1,38 @@
+"""Shared fixtures: where the shared reference material lives, and small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("MEDGAN_SHARED", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """`../shared` beside the repository (or $MEDGAN_SHARED). Missing it is an error, never a skip."""
+    if not (SHARED_DIR / "reference").is_dir():
+        pytest.fail(
+            f"shared reference material not found at {SHARED_DIR}/reference: check out ../shared beside the "
+            "repository or set MEDGAN_SHARED to its path"
+        )
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    """`../shared/reference`: NVIDIA's StyleGAN2 reference figures."""
+    return shared_dir / "reference"
+
+
+@pytest.fixture(scope="session")
+def parity_dir(reference_dir: Path) -> Path:
+    """`../shared/reference/stylegan2_parity`: small G and D with official weights, inputs and outputs."""
+    path = reference_dir / "stylegan2_parity"
+    for name in ("config.json", "G.safetensors", "D.safetensors", "reference.npz", "network-snapshot.pkl"):
+        if not (path / name).is_file():
+            pytest.fail(f"reference file missing: {path / name}")
+    return path
