@@ -40,6 +40,10 @@ else
     if [ "$WITH_TESTS" = 1 ]; then
         echo "[setup] installing medgan-core[test] (editable)"
         "${PIP[@]}" install -e ".[test]"
+        # The optional FRD extra, so its tests run: pyradiomics' sdist builds only without build isolation.
+        echo "[setup] installing the FRD extra (pyradiomics 3.0.1, frd-score)"
+        "${PIP[@]}" install --no-build-isolation pyradiomics==3.0.1
+        "${PIP[@]}" install "frd-score>=1.0"
     else
         echo "[setup] installing medgan-core[book] (editable)"
         "${PIP[@]}" install -e ".[book]"

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from medgan_core.evaluation import frd as frd_module
+from medgan_core.utils.io import save_png
+
+
+def _write(folder, images):
+    folder.mkdir()
+    for i, image in enumerate(images):
+        save_png(image, folder / f"{i:03d}.png")
+    return folder
+
+
+def test_frd_self_zero_and_grows_with_shift(tmp_path, mni_slices):
+    ok, reason = frd_module.frd_available()
+    assert ok, f"the test setup installs the FRD extra: {reason}"
+    base = mni_slices[20:34]
+    a = _write(tmp_path / "a", base)
+    shifted = [np.clip(base.astype(int) + d, 0, 255).astype(np.uint8) for d in (10, 40)]
+    b = _write(tmp_path / "b", shifted[0])
+    c = _write(tmp_path / "c", shifted[1])
+    same = frd_module.compute_frd(a, a)
+    small = frd_module.compute_frd(a, b)
+    large = frd_module.compute_frd(a, c)
+    assert same["frechet_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert 0 < small["frechet_distance"] < large["frechet_distance"]
+
+
+def test_frd_missing_extra_is_explained(monkeypatch, tmp_path):
+    monkeypatch.setattr(frd_module, "frd_available", lambda: (False, frd_module.INSTALL_HINT))
+    with pytest.raises(RuntimeError, match="pyradiomics"):
+        frd_module.compute_frd(tmp_path, tmp_path)
