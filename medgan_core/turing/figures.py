@@ -1,0 +1,118 @@
+"""Figures of a Turing-test analysis (seaborn on matplotlib's Agg backend): per-rater rates, Likert
+distributions, and FID vs mean FPR across sections. Each function returns a matplotlib Figure;
+`save_figures` writes the applicable ones as PNGs without metadata."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed, same pixels everywhere
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from medgan_core.turing.analysis import RATES, TuringResults  # noqa: E402
+from medgan_core.utils.io import atomic_write  # noqa: E402
+
+_RATE_LABELS = {"precision": "precision", "recall": "recall", "accuracy": "accuracy", "fpr": "FPR", "fnr": "FNR"}
+
+
+def plot_rater_rates(results: TuringResults) -> plt.Figure:
+    """Grouped bars: each rater's precision, recall, accuracy, FPR and FNR in percent (real = positive)."""
+    long = (
+        (100 * results.per_rater[list(RATES)])
+        .rename(columns=_RATE_LABELS)
+        .reset_index()
+        .melt(id_vars="rater", var_name="measure", value_name="percent")
+    )
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(results.per_rater) + 2), 3.8))
+    sns.barplot(data=long, x="rater", y="percent", hue="measure", ax=ax, palette="colorblind")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("percent")
+    ax.set_title("Per-rater measures (real = positive class)")
+    ax.legend(ncol=5, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_likert(results: TuringResults) -> plt.Figure:
+    """Distribution of Likert scores (1 = fake .. 5 = real) for real and generated images, all raters pooled."""
+    rated = results.responses.dropna(subset=["likert"]).copy()
+    if rated.empty:
+        raise ValueError("no Likert scores in these responses")
+    rated["score"] = rated["likert"].astype(int)
+    counts = rated.groupby(["truth", "score"]).size().rename("n").reset_index()
+    counts["share"] = counts["n"] / counts.groupby("truth")["n"].transform("sum")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    sns.barplot(
+        data=counts,
+        x="score",
+        y="share",
+        hue="truth",
+        hue_order=["real", "generated"],
+        ax=ax,
+        order=[1, 2, 3, 4, 5],
+        palette="colorblind",
+    )
+    for truth, ci in results.likert.items():
+        ax.plot([], [], " ", label=f"{truth}: mean {ci.mean:.2f} (SD {ci.sd:.2f})")
+    ax.set_ylim(0, 1.4 * counts["share"].max())  # room for the legend above the bars
+    ax.set_xlabel("Likert score (1 = fake, 5 = real)")
+    ax.set_ylabel("share of ratings")
+    ax.legend(fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fid_vs_fpr(results: TuringResults) -> plt.Figure:
+    """Mean FPR over raters (with SD bars) against each section's FID, with the Pearson r in the title."""
+    if "fid" not in results.sections:
+        raise ValueError("no FIDs given for the sections")
+    table = results.sections.dropna(subset=["fid"]).reset_index()
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    ax.errorbar(table["fid"], 100 * table["fpr_mean"], yerr=100 * table["fpr_sd"], fmt="none", ecolor="0.6")
+    sns.regplot(data=table.assign(fpr=100 * table["fpr_mean"]), x="fid", y="fpr", ci=None, ax=ax, line_kws={"lw": 1})
+    for _, row in table.iterrows():
+        ax.annotate(
+            str(row["section"]),
+            (row["fid"], 100 * row["fpr_mean"]),
+            fontsize="small",
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("FID")
+    ax.set_ylabel("mean FPR over raters (%), bars: SD")
+    corr = results.correlations.get("fid_vs_fpr")
+    if corr is not None:
+        ax.set_title(f"FID vs FPR: Pearson r = {corr.r:.2f}, p = {corr.p_value:.3f}")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Write `fig` as a PNG atomically, without the 'Software' text chunk, and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    path = Path(path)
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+    return path
+
+
+def save_figures(results: TuringResults, out_dir: str | os.PathLike) -> list[Path]:
+    """Write rater_rates.png, likert.png (with Likert scores) and fid_vs_fpr.png (with FIDs) into `out_dir`."""
+    out_dir = Path(out_dir)
+    written = [save_figure(plot_rater_rates(results), out_dir / "rater_rates.png")]
+    if results.likert:
+        written.append(save_figure(plot_likert(results), out_dir / "likert.png"))
+    if "fid" in results.sections and results.sections["fid"].notna().any():
+        written.append(save_figure(plot_fid_vs_fpr(results), out_dir / "fid_vs_fpr.png"))
+    return written
+
+
+__all__ = ["plot_rater_rates", "plot_likert", "plot_fid_vs_fpr", "save_figure", "save_figures"]

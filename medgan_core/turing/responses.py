@@ -1,0 +1,224 @@
+"""Reading and validating Turing-test responses and answer keys.
+
+Responses are a CSV (or DataFrame) with one row per rater and image:
+
+    rater, image, answer (real|fake), [likert (1..5)], [section], [truth (real|generated)]
+
+The truth comes from the answer key written by `medgan turing build` (columns image, truth, section, source) or,
+without a key, from a `truth` column. Every problem in a file is collected and reported at once, with line
+numbers (the header is line 1), in a `TuringDataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ANSWERS = ("real", "fake")
+TRUTHS = ("real", "generated")
+LIKERT_RANGE = (1, 5)  # 1 = surely fake, 5 = surely real
+_MAX_LISTED = 25  # problems listed in an error message; the rest are counted
+
+
+class TuringDataError(ValueError):
+    """Responses or a key that cannot be analysed; `problems` lists every offending row ('line N: ...')."""
+
+    def __init__(self, source: str, problems: list[str], fix: str):
+        self.source = source
+        self.problems = list(problems)
+        listed = "\n".join(f"  {problem}" for problem in self.problems[:_MAX_LISTED])
+        more = len(self.problems) - _MAX_LISTED
+        if more > 0:
+            listed += f"\n  ... and {more} more"
+        super().__init__(f"{source}: {len(self.problems)} problem(s):\n{listed}\nFix: {fix}")
+
+
+def _read_rows(table, what: str) -> tuple[str, list[tuple[int, dict[str, str]]], list[str]]:
+    """(source name, [(line number, {column: stripped text})], column names) of a CSV path or a DataFrame."""
+    if isinstance(table, pd.DataFrame):
+        columns = [str(c).strip().lower() for c in table.columns]
+        rows = []
+        for position, values in enumerate(table.itertuples(index=False, name=None)):
+            texts = ["" if _is_blank(v) else str(v).strip() for v in values]
+            rows.append((position + 2, dict(zip(columns, texts))))
+        return f"{what} (DataFrame)", rows, columns
+    path = Path(os.fspath(table))
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise TuringDataError(str(path), ["the file is empty"], f"write a header line naming the {what} columns")
+        columns = [c.strip().lower() for c in header]
+        rows = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            rows.append((reader.line_num, dict(zip(columns, (v.strip() for v in values)))))
+    return str(path), rows, columns
+
+
+def _is_blank(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def load_key(key) -> pd.DataFrame:
+    """Read an answer key (CSV path or DataFrame; columns image, truth, optional section and source).
+
+    Returns a DataFrame indexed by image id with columns truth (real|generated) and section (str).
+    """
+    source, rows, columns = _read_rows(key, "answer key")
+    missing = [c for c in ("image", "truth") if c not in columns]
+    if missing:
+        raise TuringDataError(
+            source,
+            [f"missing column(s) {missing}; found {columns}"],
+            "use the key CSV that `medgan turing build` wrote beside the test (columns image, truth, section, source)",
+        )
+    problems, seen, records = [], {}, []
+    for line, row in rows:
+        image, truth = row.get("image", ""), row.get("truth", "").lower()
+        if not image:
+            problems.append(f"line {line}: empty image id")
+            continue
+        if truth not in TRUTHS:
+            problems.append(f"line {line}: truth {row.get('truth', '')!r} for image {image!r} is not real|generated")
+        if image in seen:
+            problems.append(f"line {line}: image {image!r} listed twice (first on line {seen[image]})")
+            continue
+        seen[image] = line
+        records.append({"image": image, "truth": truth, "section": row.get("section", "") or "all"})
+    if not records and not problems:
+        problems.append("no images in the key")
+    if problems:
+        raise TuringDataError(source, problems, "each image id once, with truth 'real' or 'generated'")
+    return pd.DataFrame.from_records(records).set_index("image")
+
+
+def load_responses(responses, key=None) -> pd.DataFrame:
+    """Read and validate responses (a CSV path or DataFrame, or a list of them: e.g. one CSV per rater as the
+    HTML test downloads them), joining the truth from `key` when given.
+
+    Returns one row per (rater, image) with columns rater, image, answer (real|fake), truth (real|generated),
+    section (str; from the key when it has one, else the responses' section column, else 'all'), likert
+    (float 1..5 or NaN) and line (the row's line in the source, header = line 1).
+    Raises TuringDataError listing every bad row: bad answers, Likert scores out of 1..5, duplicate answers of
+    a rater to an image, unknown image ids, conflicting or missing truths, and images a rater did not answer.
+    """
+    key_table = load_key(key) if key is not None else None
+    inputs = list(responses) if isinstance(responses, (list, tuple)) else [responses]
+    if not inputs:
+        raise ValueError("no responses given")
+    rows: list[tuple[int, str, dict[str, str]]] = []  # (line, where, row): where = "line N" or "FILE line N"
+    for item in inputs:
+        source, file_rows, columns = _read_rows(item, "responses")
+        missing = [c for c in ("rater", "image", "answer") if c not in columns]
+        if key_table is None and "truth" not in columns:
+            missing.append("truth")
+        if missing:
+            fix = "responses need columns rater, image, answer (real|fake), optional likert and section"
+            if "truth" in missing:
+                fix += "; pass the answer key (--key KEY.csv) or add a truth column (real|generated)"
+            raise TuringDataError(source, [f"missing column(s) {missing}; found {columns}"], fix)
+        prefix = f"{Path(source).name} " if len(inputs) > 1 else ""
+        rows += [(line, f"{prefix}line {line}", row) for line, row in file_rows]
+    if len(inputs) > 1:
+        source = f"{len(inputs)} response files"
+
+    problems: list[str] = []
+    records: list[dict] = []
+    first_line: dict[tuple[str, str], str] = {}
+    truth_of: dict[str, tuple[str, str]] = {}
+    for line, where, row in rows:
+        rater, image, answer = row.get("rater", ""), row.get("image", ""), row.get("answer", "").lower()
+        if not rater or not image:
+            problems.append(f"{where}: empty {'rater' if not rater else 'image'}")
+            continue
+        if not answer:
+            problems.append(f"{where}: missing answer for rater {rater!r}, image {image!r}")
+        elif answer not in ANSWERS:
+            problems.append(f"{where}: answer {row['answer']!r} is not real|fake")
+        likert = _parse_likert(row.get("likert", ""), where, problems)
+        if (rater, image) in first_line:
+            problems.append(
+                f"{where}: duplicate answer of rater {rater!r} to image {image!r} "
+                f"(first on {first_line[(rater, image)]})"
+            )
+            continue
+        first_line[(rater, image)] = where
+        if key_table is not None:
+            if image not in key_table.index:
+                problems.append(f"{where}: unknown image id {image!r} (not in the answer key)")
+                continue
+            truth, section = key_table.at[image, "truth"], key_table.at[image, "section"]
+        else:
+            truth, section = row.get("truth", "").lower(), row.get("section", "") or "all"
+            if truth not in TRUTHS:
+                problems.append(f"{where}: truth {row.get('truth', '')!r} is not real|generated")
+            elif image in truth_of and truth_of[image][0] != truth:
+                problems.append(
+                    f"{where}: image {image!r} has truth {truth!r} here but {truth_of[image][0]!r} "
+                    f"on {truth_of[image][1]}"
+                )
+            truth_of.setdefault(image, (truth, where))
+        records.append(
+            {
+                "rater": rater,
+                "image": image,
+                "answer": answer,
+                "truth": truth,
+                "section": section,
+                "likert": likert,
+                "line": line,
+            }
+        )
+    problems.extend(_missing_answers(records, key_table))
+    if not records and not problems:
+        problems.append("no responses")
+    if problems:
+        raise TuringDataError(
+            source, problems, "one row per rater and image, answer 'real' or 'fake', likert a whole number 1-5"
+        )
+    table = pd.DataFrame.from_records(records)
+    return table.astype({"likert": np.float64})
+
+
+def _parse_likert(text: str, where: str, problems: list[str]) -> float:
+    """The Likert score in `text` as a float (NaN when blank); a problem is recorded when it is not 1..5."""
+    if not text:
+        return float("nan")
+    try:
+        value = float(text)
+    except ValueError:
+        problems.append(f"{where}: likert {text!r} is not a number")
+        return float("nan")
+    low, high = LIKERT_RANGE
+    if not value.is_integer() or not low <= value <= high:
+        problems.append(f"{where}: likert {text!r} is out of range (whole numbers {low}-{high})")
+        return float("nan")
+    return value
+
+
+def _missing_answers(records: list[dict], key_table: pd.DataFrame | None) -> list[str]:
+    """'rater R: no answer for images [...]' for each rater who skipped images of the key (or of the file)."""
+    expected = set(key_table.index) if key_table is not None else {r["image"] for r in records}
+    answered: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        answered[record["rater"]].add(record["image"])
+    problems = []
+    for rater, images in answered.items():
+        skipped = sorted(expected - images)
+        if skipped:
+            shown = ", ".join(skipped[:10]) + (f", ... ({len(skipped)} in all)" if len(skipped) > 10 else "")
+            problems.append(f"rater {rater!r}: no answer for {len(skipped)} image(s): {shown}")
+    return problems
