@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU the fused-kernel tests (tests/ops/test_triton_*) run Triton's CPU interpreter. Triton fixes that
+# choice when it is first imported (torch._dynamo imports it), so the switch is set before any test module loads.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("MEDGAN_SHARED", REPO_ROOT.parent / "shared"))

@@ -1,0 +1,90 @@
+"""What the chapter notebooks show besides figures: admonitions, the parameters in effect, labelled tables.
+
+Admonitions are emitted as HTML with Sphinx's admonition classes (`admonition warning`, `admonition note`), so
+they look the same in Jupyter, in nbval's output and in the built book (the book theme styles those classes).
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+_KINDS = ("note", "important", "warning", "caution", "tip")
+
+
+def _display(obj) -> None:
+    from IPython.display import display
+
+    display(obj)
+
+
+def admonition(title: str, body: str, kind: str = "note", show: bool = True) -> str:
+    """A visible box: `kind` is one of note, important, warning, caution, tip. Returns (and displays) its HTML.
+
+    `body` is plain text; blank lines separate paragraphs, text between backticks becomes code.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    paragraphs = []
+    for block in str(body).strip().split("\n\n"):
+        parts = html.escape(" ".join(block.split())).split("`")
+        text = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+        paragraphs.append(f"<p>{text}</p>")
+    markup = (
+        f'<div class="admonition {kind}"><p class="admonition-title">{html.escape(title)}</p>'
+        + "".join(paragraphs)
+        + "</div>"
+    )
+    if show:
+        from IPython.display import HTML
+
+        _display(HTML(markup))
+    return markup
+
+
+def missing_resource(what: str, consequence: str, fix: str, show: bool = True) -> str:
+    """The standard warning when a chapter cannot compute something: what is missing, what is not shown, the fix."""
+    body = f"{consequence}\n\nTo get it: {fix}"
+    return admonition(f"Missing: {what}", body, kind="warning", show=show)
+
+
+def paper_label(frame: pd.DataFrame, caption: str) -> pd.io.formats.style.Styler:
+    """A table of the paper's numbers, captioned so that nobody takes them for this book's results."""
+    return frame.style.set_caption(f"The paper's numbers (Woodland et al. 2022): {caption}")
+
+
+def show_parameters(values: dict) -> pd.DataFrame:
+    """Print the parameters in effect (one line each, so a papermill override is visible in the output)."""
+    for name, value in values.items():
+        print(f"parameter {name} = {value!r}")
+    return pd.DataFrame({"value": [repr(v) for v in values.values()]}, index=list(values))
+
+
+def show_figure(fig=None, dpi: int = 100) -> None:
+    """Display a matplotlib figure as a PNG and close it.
+
+    Works whatever the backend (the library's plotting modules select Agg, and `MPLBACKEND=Agg` is common in
+    batch runs, both of which silence `plt.show()` in a notebook).
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    fig = fig if fig is not None else plt.gcf()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    _display(Image(data=buffer.getvalue(), format="png"))
+
+
+def int_list(value) -> list[int]:
+    """A list parameter as integers, whether papermill passed a list, one integer or text ('0,1', '[0, 1]', '0-4')."""
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    from medgan_core.utils.io import parse_int_list
+
+    return parse_int_list(str(value).strip().strip("[]()"))

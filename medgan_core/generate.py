@@ -1,0 +1,100 @@
+"""Seeds -> images with a StyleGAN2 generator, exactly as NVIDIA's `gen_images.py` draws them.
+
+`seed_to_z(seed, z_dim)` is `np.random.RandomState(seed).randn(1, z_dim)`, so a seed names the same latent here
+and in NVIDIA's scripts; images map [-1, 1] to 0..255 by x * 127.5 + 128, clamped and rounded down (uint8 cast).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+NOISE_MODES = ("const", "random", "none")
+
+
+def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
+    """The latent NVIDIA's scripts use for `seed`: float64 array [1, z_dim] of standard normal draws."""
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed {seed} is outside 0 .. 2**32 - 1")
+    return np.random.RandomState(int(seed)).randn(1, z_dim)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output [N, C, H, W] in about [-1, 1] -> uint8 [N, H, W, C] (NVIDIA's mapping)."""
+    images = images.detach().to(torch.float32).permute(0, 2, 3, 1)
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def class_labels(c_dim: int, class_idx: int | None, count: int) -> torch.Tensor:
+    """One-hot labels [count, c_dim] for `class_idx` (shape [count, 0] for an unconditional network)."""
+    labels = torch.zeros([count, c_dim])
+    if c_dim == 0:
+        return labels
+    if class_idx is None:
+        raise ValueError(f"the network is conditional ({c_dim} classes): give a class index 0 .. {c_dim - 1}")
+    if not 0 <= class_idx < c_dim:
+        raise ValueError(f"class index {class_idx} is out of range for a network with {c_dim} classes")
+    labels[:, class_idx] = 1
+    return labels
+
+
+@torch.no_grad()
+def generate_images(
+    G: torch.nn.Module,
+    seeds: Sequence[int],
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    class_idx: int | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> np.ndarray:
+    """Images for `seeds` as uint8 [N, H, W, C] (C = G.img_channels).
+
+    The same seeds give the same images. With noise_mode='random' the noise of each batch is drawn from a
+    generator seeded with the batch's first seed, so that too repeats (for the same batch size).
+    For an unconditional network class_idx is ignored; for a conditional one it is required.
+    G is moved to `device` (as NVIDIA's scripts do) and called as is (use an eval-mode G_ema).
+    """
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    seeds = [int(seed) for seed in seeds]
+    G = G.to(device)
+    outputs = []
+    starts = range(0, len(seeds), batch_size)
+    for start in tqdm(starts, desc="generate", unit="batch", disable=not progress):
+        batch = seeds[start : start + batch_size]
+        z = torch.from_numpy(np.concatenate([seed_to_z(seed, G.z_dim) for seed in batch])).to(device)
+        c = class_labels(G.c_dim, class_idx, len(batch)).to(device)
+        with torch.random.fork_rng(devices=[torch.device(device)] if torch.device(device).type == "cuda" else []):
+            torch.manual_seed(batch[0])
+            images = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+        outputs.append(to_uint8(images))
+    if not outputs:
+        return np.zeros([0, G.img_resolution, G.img_resolution, G.img_channels], dtype=np.uint8)
+    return np.concatenate(outputs)
+
+
+def image_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
+    """Tile uint8 images [N, H, W, C] row by row into one [rows * H, cols * W, C] image; empty cells are black.
+
+    cols defaults to ceil(sqrt(N)).
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"image_grid needs images [N, H, W, C] with N > 0, got shape {images.shape}")
+    count, height, width, channels = images.shape
+    cols = cols or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    grid = np.zeros([rows * height, cols * width, channels], dtype=images.dtype)
+    for index, image in enumerate(images):
+        row, col = divmod(index, cols)
+        grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = image
+    return grid

@@ -1,0 +1,133 @@
+"""Feature extraction loops: images from a folder/zip or from a generator -> detector -> FeatureStats.
+
+Work is split across ranks as NVIDIA's metrics do, but with a fixed global order: at step s the global batch is
+items [s * B * W, (s + 1) * B * W) (B = per-rank batch, W = world size); rank r takes the r-th slice of B, and the
+features of all ranks are `all_gather`ed in rank order. Every rank thus holds identical statistics, built from
+the same items in the same order as a single process with batch B * W.
+
+Generated image i comes from z_i = RandomState(i).randn(z_dim) (the convention of `medgan generate --seeds`, so
+image i equals seed i's PNG), with `noise_mode='const'` and, for a conditional G, the label of a real image picked
+by the same RandomState; pixels are mapped NVIDIA's way: x * 127.5 + 128, clamped to [0, 255], truncated to uint8.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medgan_core.metrics.images import ImageSource
+from medgan_core.metrics.statistics import FeatureStats
+
+
+def _rank_slice(step: int, num_items: int, batch_size: int, rank: int, world_size: int) -> range:
+    start = step * batch_size * world_size + rank * batch_size
+    return range(min(start, num_items), min(start + batch_size, num_items))
+
+
+def _gather_rows(features: torch.Tensor, batch_size: int, world_size: int) -> torch.Tensor:
+    """All ranks' feature rows [n_r, D] concatenated in rank order (n_r <= batch_size may differ per rank)."""
+    if world_size == 1:
+        return features
+    padded = features.new_zeros([batch_size, features.shape[1]])
+    padded[: len(features)] = features
+    count = torch.tensor([len(features)], device=features.device)
+    all_padded = [torch.empty_like(padded) for _ in range(world_size)]
+    all_counts = [torch.empty_like(count) for _ in range(world_size)]
+    torch.distributed.all_gather(all_padded, padded)
+    torch.distributed.all_gather(all_counts, count)
+    return torch.cat([rows[: int(n)] for rows, n in zip(all_padded, all_counts)])
+
+
+def _run_loop(
+    num_items: int,
+    make_images: Callable[[range], torch.Tensor],
+    detector,
+    stats: FeatureStats,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    progress: bool,
+    desc: str,
+    device,
+) -> FeatureStats:
+    num_steps = math.ceil(num_items / (batch_size * world_size))
+    bar = tqdm(total=num_items, desc=desc, unit="img", disable=not (progress and rank == 0))
+    feature_dim = getattr(detector, "feature_dim", 2048)
+    for step in range(num_steps):
+        indices = _rank_slice(step, num_items, batch_size, rank, world_size)
+        if len(indices):
+            features = detector(make_images(indices)).to(device, torch.float32)
+        else:
+            features = torch.zeros([0, feature_dim], device=device)
+        features = _gather_rows(features, batch_size, world_size)
+        stats.append(features)
+        bar.update(len(features))
+    bar.close()
+    return stats
+
+
+def compute_source_stats(
+    source: ImageSource,
+    detector,
+    max_items: int | None = None,
+    capture_mean_cov: bool = True,
+    capture_all: bool = False,
+    batch_size: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = False,
+    device="cpu",
+) -> FeatureStats:
+    """Feature statistics of the first `max_items` images of `source` (all when None), in sorted order."""
+    num_items = len(source) if max_items is None else min(len(source), max_items)
+    stats = FeatureStats(capture_mean_cov, capture_all, max_items=num_items)
+    return _run_loop(
+        num_items, source.batch, detector, stats, batch_size, rank, world_size, progress, "real images", device
+    )
+
+
+def generated_images(G, indices: range, device, labels: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 [N, C, H, W] images number `indices` of G (see the module docstring for the seeding)."""
+    z_dim, c_dim = int(G.z_dim), int(getattr(G, "c_dim", 0) or 0)
+    z = np.zeros([len(indices), z_dim], dtype=np.float32)
+    c = np.zeros([len(indices), c_dim], dtype=np.float32)
+    for row, index in enumerate(indices):
+        rng = np.random.RandomState(index)
+        z[row] = rng.randn(z_dim)
+        if c_dim:
+            if labels is None or len(labels) == 0:
+                raise ValueError("a conditional generator needs the real dataset's labels (dataset.json)")
+            c[row, labels[rng.randint(len(labels))]] = 1
+    with torch.inference_mode():
+        z_t = torch.from_numpy(z).to(device)
+        c_t = torch.from_numpy(c).to(device)
+        images = G(z_t, c_t, noise_mode="const")
+        return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def compute_generator_stats(
+    G,
+    detector,
+    num_gen: int,
+    labels: np.ndarray | None = None,
+    capture_mean_cov: bool = True,
+    capture_all: bool = False,
+    batch_size: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = False,
+    device="cpu",
+) -> FeatureStats:
+    """Feature statistics of G's images 0 .. num_gen - 1."""
+    stats = FeatureStats(capture_mean_cov, capture_all, max_items=num_gen)
+
+    def make_images(indices: range) -> torch.Tensor:
+        return generated_images(G, indices, device, labels)
+
+    return _run_loop(
+        num_gen, make_images, detector, stats, batch_size, rank, world_size, progress, "generated images", device
+    )

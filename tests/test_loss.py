@@ -1,0 +1,153 @@
+"""StyleGAN2Loss against closed forms: R1 on a quadratic D, path length on a linear G, logistic losses,
+style mixing and the lazy-regularisation scaling of Adam's lr and betas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medgan_core.loss import StyleGAN2Loss
+from medgan_core.training.loop import build_phases
+
+
+class QuadraticD(torch.nn.Module):
+    """D(x) = a * sum(x^2): dD/dx = 2 a x, so R1 = 4 a^2 sum(x^2)."""
+
+    def __init__(self, a: float = 0.7):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(a, dtype=torch.float64))
+
+    def forward(self, img, c, update_emas=False):
+        return (self.a * img.square().sum([1, 2, 3]))[:, None]
+
+
+class LinearG(torch.nn.Module):
+    """ws[n, l] = z[n] (+ the layer index, so layers differ); img[n] = sum_l A_l ws[n, l] as [C, H, W]."""
+
+    def __init__(self, z_dim=5, num_ws=3, shape=(1, 4, 4)):
+        super().__init__()
+        self.z_dim, self.num_ws, self.shape = z_dim, num_ws, shape
+        gen = torch.Generator().manual_seed(1)
+        self.A = torch.nn.Parameter(
+            torch.randn(num_ws, int(np.prod(shape)), z_dim, generator=gen, dtype=torch.float64)
+        )
+        self.scale = torch.nn.Parameter(torch.ones([], dtype=torch.float64))  # so that ws carries a graph
+
+    def mapping(self, z, c, update_emas=False):
+        return z[:, None, :] * self.scale + torch.arange(self.num_ws, dtype=z.dtype)[None, :, None]
+
+    def synthesis(self, ws, update_emas=False):
+        return torch.einsum("lpk,nlk->np", self.A, ws).reshape(ws.shape[0], *self.shape)
+
+
+def test_r1_penalty_and_its_gradient_match_the_closed_form():
+    D = QuadraticD(0.7)
+    G = LinearG()
+    gamma, gain = 3.0, 16
+    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=gamma, style_mixing_prob=0, pl_weight=0)
+    x = torch.randn(6, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x_req = x.clone().requires_grad_(True)
+    penalty = loss.r1_penalty(D(x_req, None), x_req)
+    sum_sq = x.square().sum([1, 2, 3])
+    torch.testing.assert_close(penalty, 4 * 0.7**2 * sum_sq)
+
+    # the Dreg phase backpropagates gain * mean(gamma / 2 * 4 a^2 sum x^2) into a: d/da = gain * gamma * 4 a mean
+    D.zero_grad()
+    z = torch.randn(6, G.z_dim, dtype=torch.float64)
+    loss.accumulate_gradients("Dreg", x, None, z, None, gain=gain, cur_nimg=0)
+    expected = gain * gamma / 2 * 8 * 0.7 * sum_sq.mean()
+    torch.testing.assert_close(D.a.grad, expected)
+
+
+def test_logistic_losses_match_softplus_of_the_logits():
+    D, G = QuadraticD(0.3), LinearG()
+    reported = {}
+
+    class Recorder:
+        def report(self, name, value):
+            reported.setdefault(name, []).append(value.detach().clone())
+
+    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=0, style_mixing_prob=0, pl_weight=0, stats=Recorder())
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(4, G.z_dim, dtype=torch.float64, generator=gen)
+    x = torch.randn(4, 1, 4, 4, dtype=torch.float64, generator=gen)
+    loss.accumulate_gradients("Gmain", x, None, z, None, gain=1, cur_nimg=0)
+    fake_logits = 0.3 * G.synthesis(G.mapping(z, None)).square().sum([1, 2, 3])[:, None]
+    torch.testing.assert_close(reported["Loss/G/loss"][0], F.softplus(-fake_logits).detach())
+    loss.accumulate_gradients("Dmain", x, None, z, None, gain=1, cur_nimg=0)
+    real_logits = 0.3 * x.square().sum([1, 2, 3])[:, None]
+    expected_D = F.softplus(fake_logits) + F.softplus(-real_logits)
+    torch.testing.assert_close(reported["Loss/D/loss"][0], expected_D.detach())
+
+
+def test_path_length_penalty_matches_the_linear_generator_jacobian():
+    G, D = LinearG(), QuadraticD()
+    loss = StyleGAN2Loss("cpu", G, D, style_mixing_prob=0, pl_weight=2, pl_decay=0.01)
+    z = torch.randn(4, G.z_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    img, ws = loss.run_G(z, None)
+    torch.manual_seed(123)
+    penalty = loss.path_length_penalty(img, ws)
+    torch.manual_seed(123)
+    y = torch.randn(img.shape, dtype=torch.float64) / math.sqrt(16)
+    # J_w^T y for layer l is A_l^T y (independent of w for a linear G)
+    jt_y = torch.einsum("lpk,np->nlk", G.A.detach(), y.reshape(4, -1))
+    lengths = jt_y.square().sum(2).mean(1).sqrt()
+    target = 0.01 * lengths.mean()  # lerp from 0 with decay 0.01
+    torch.testing.assert_close(penalty.detach(), (lengths - target).square())
+    assert float(loss.pl_mean) == pytest.approx(float(target), rel=1e-6)
+
+
+def test_path_length_phase_uses_half_the_batch_and_weight_two():
+    G, D = LinearG(), QuadraticD()
+    reported = {}
+
+    class Recorder:
+        def report(self, name, value):
+            reported[name] = value.detach().clone()
+
+    loss = StyleGAN2Loss("cpu", G, D, style_mixing_prob=0, pl_weight=2, stats=Recorder())
+    z = torch.randn(8, G.z_dim, dtype=torch.float64)
+    loss.accumulate_gradients("Greg", None, None, z, torch.zeros(8, 0), gain=4, cur_nimg=0)
+    assert reported["Loss/pl_penalty"].shape[0] == 4
+    torch.testing.assert_close(reported["Loss/G/reg"], 2 * reported["Loss/pl_penalty"])
+    assert G.A.grad is not None and torch.isfinite(G.A.grad).all()
+
+
+def test_style_mixing_replaces_the_layers_after_a_cutoff():
+    G, D = LinearG(num_ws=6), QuadraticD()
+    z = torch.randn(3, G.z_dim, dtype=torch.float64)
+    plain = G.mapping(z, None)
+    never = StyleGAN2Loss("cpu", G, D, style_mixing_prob=0)
+    torch.testing.assert_close(never.run_G(z, None)[1], plain)
+    always = StyleGAN2Loss("cpu", G, D, style_mixing_prob=1)
+    cutoffs = set()
+    for _ in range(60):
+        ws = always.run_G(z, None)[1]
+        same = (ws == plain).all(dim=2).all(dim=0)  # [num_ws]
+        cutoff = int(same.long().sum())
+        assert same[:cutoff].all() and not same[cutoff:].any()  # a prefix kept, the rest mixed
+        cutoffs.add(cutoff)
+    assert cutoffs <= set(range(1, 6)) and len(cutoffs) >= 4
+
+
+def test_lazy_regularisation_scales_lr_and_betas():
+    G, D = LinearG(), QuadraticD()
+    config = dict(
+        G_opt_kwargs=dict(lr=0.002, betas=[0.9, 0.99], eps=1e-8),
+        D_opt_kwargs=dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8),
+        G_reg_interval=4,
+        D_reg_interval=16,
+    )
+    phases = {phase.name: phase for phase in build_phases(config, G, D)}
+    assert [p.interval for p in phases.values()] == [1, 4, 1, 16]
+    g_group = phases["Gmain"].opt.param_groups[0]
+    assert g_group["lr"] == pytest.approx(0.002 * 4 / 5)
+    assert g_group["betas"] == pytest.approx((0.9**0.8, 0.99**0.8))
+    d_group = phases["Dreg"].opt.param_groups[0]
+    assert d_group["lr"] == pytest.approx(0.0025 * 16 / 17)
+    assert d_group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+    assert phases["Gmain"].opt is phases["Greg"].opt

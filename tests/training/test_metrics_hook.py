@@ -1,0 +1,59 @@
+"""The loop's metrics hook: each snapshot's value goes to metric-<name>.jsonl, best.json names the best
+snapshot (kept on disk), an unavailable metric is skipped with one warning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medgan_core.metrics import runner
+from medgan_core.training import loop as loop_module
+from medgan_core.training.distributed import DistInfo
+from medgan_core.training.options import TrainOptions, build_config
+
+
+def test_best_snapshot_is_tracked(tmp_path, monkeypatch, discs16):
+    values = iter([5.0, 3.0, 4.0])
+    calls = []
+
+    def fake_calc_metric(metric, G, data, device, rank=0, world_size=1, **kwargs):
+        calls.append((metric, data, G.training))
+        return dict(metric=metric, results={metric: next(values)}, total_time=0.0)
+
+    monkeypatch.setattr(
+        runner, "is_available", lambda m, inception=None: (m == "fakefid", "" if m == "fakefid" else "no weights")
+    )
+    monkeypatch.setattr(runner, "calc_metric", fake_calc_metric)
+    monkeypatch.setattr(loop_module, "_AVAILABLE", {})
+    torch.set_num_threads(1)
+    opts = TrainOptions(
+        outdir=str(tmp_path),
+        data=str(discs16),
+        batch=8,
+        kimg=0.072,
+        tick=0.024,
+        snap=1,
+        cbase=512,
+        cmax=16,
+        map=1,
+        metrics="fakefid,kid50k_full",
+        workers=0,
+        gamma=1,
+        aug="noaug",
+    )
+    config = build_config(opts, num_channels=1, resolution=16, label_dim=0)
+    messages = []
+    loop_module.training_loop(config, str(tmp_path), DistInfo(), options={}, progress=messages.append)
+    snapshots = sorted(p.name for p in tmp_path.glob("network-snapshot-*.safetensors"))
+    assert len(snapshots) == 2  # ticks 1 and 2 (tick 0 has no snapshot)
+    # tick 1 -> 5.0, tick 2 -> 3.0; only two snapshots, so the third value is never drawn
+    lines = [json.loads(line) for line in (tmp_path / "metric-fakefid.jsonl").read_text().splitlines()]
+    assert [line["results"]["fakefid"] for line in lines] == [5.0, 3.0]
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["value"] == 3.0 and best["snapshot"] == snapshots[-1] and (tmp_path / best["snapshot"]).is_file()
+    assert all(data == str(discs16) and not training for _, data, training in calls)
+    assert sum("kid50k_full unavailable" in m for m in messages) == 1
+    assert not (tmp_path / "metric-kid50k_full.jsonl").exists()
+    assert best["kimg"] == pytest.approx(0.072)
