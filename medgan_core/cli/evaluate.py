@@ -48,10 +48,20 @@ def _check_same_shape(a, b, name_a: str, name_b: str) -> None:
 @click.option("--size", default=64, show_default=True, help="Side of the downsampled images compared.")
 @click.option("--pairs", "num_pairs", default=16, show_default=True, help="Closest pairs shown in the grid.")
 @click.option("--out", "outdir", type=click.Path(), default=None, help="Write report, plot, grid and CSV here.")
+@click.option(
+    "--inception",
+    type=click.Path(),
+    default=None,
+    help="Inception weights for a second search in feature space (default: $MEDGAN_INCEPTION or the cache; "
+    "skipped with a note when none are at hand; never downloads).",
+)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def memorization(generated, train_path, holdout, top, fpr, size, num_pairs, outdir, device, as_json):
-    """Flag generated images closer to a training image than held-out real images are (1 - NCC distance)."""
+def memorization(generated, train_path, holdout, top, fpr, size, num_pairs, outdir, inception, device, as_json):
+    """Flag generated images closer to a training image than held-out real images are (1 - NCC distance).
+
+    Where Inception weights are at hand the same check also runs on Inception-v3 pool features (cosine).
+    """
     from medgan_core.evaluation.memorization import closest_pairs_grid, find_memorized, plot_distances
     from medgan_core.utils.io import atomic_write, save_png
 
@@ -65,6 +75,7 @@ def memorization(generated, train_path, holdout, top, fpr, size, num_pairs, outd
     start = time.time()
     result = find_memorized(gen_images, train_images, hold_images, fpr=fpr, top=top, size=size, device=device)
     summary = result.summary() | {"seconds": round(time.time() - start, 3)}
+    summary["inception"] = _inception_check(gen_images, train_images, hold_images, inception, fpr, top, device)
     if outdir is not None:
         out = Path(outdir)
         out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +99,27 @@ def memorization(generated, train_path, holdout, top, fpr, size, num_pairs, outd
             f"({summary['flagged_fraction']:.1%}); threshold {result.threshold:.4f} "
             f"({result.reference} reference, {fpr:.0%} false-positive rate)"
         )
+        inc = summary["inception"]
+        if inc["available"]:
+            click.echo(f"Inception features: flagged {inc['num_flagged']} ({inc['flagged_fraction']:.1%})")
+        else:
+            click.echo("Inception features: skipped (no weights at hand; see --inception)")
+
+
+def _inception_check(gen_images, train_images, hold_images, inception, fpr, top, device) -> dict:
+    """The memorisation summary in Inception feature space, or {'available': False, 'reason': ...}."""
+    from medgan_core.evaluation.memorization import find_memorized_by_features
+    from medgan_core.metrics.detector import load_inception
+    from medgan_core.metrics.weights import InceptionWeightsNotFound
+
+    try:
+        detector = load_inception(inception, device=device, download=False, progress=False)
+    except InceptionWeightsNotFound as exc:
+        if inception is not None:
+            raise click.BadParameter(str(exc), param_hint="--inception") from exc
+        return {"available": False, "reason": str(exc)}
+    result = find_memorized_by_features(gen_images, train_images, hold_images, detector, fpr=fpr, top=top)
+    return {"available": True, "detector": detector.tag} | result.summary()
 
 
 @click.command()

@@ -1,5 +1,7 @@
 """Memorisation check: does the generator reproduce its training images?
 
+With Inception weights at hand, `find_memorized_by_features` repeats the search on pool3 features (cosine).
+
 For every generated image we find its nearest training images by normalised cross-correlation (NCC) of
 downsampled images, which ignores global intensity shifts and contrast changes. The distance is 1 - NCC, in
 [0, 2]. To decide what "too close" means we measure the same distance from *held-out real images* (ideally
@@ -34,7 +36,7 @@ class MemorizationResult:
     generated_neighbour_distances: np.ndarray  # float [G, K]
     holdout_distances: np.ndarray  # float [H], distance of each held-out image to its nearest training image
     reference: str  # 'holdout' or 'leave-one-out'
-    size: int  # side of the downsampled images compared
+    size: int  # side of the downsampled images compared (0: Inception features)
 
     @property
     def flagged_fraction(self) -> float:
@@ -116,30 +118,84 @@ def find_memorized(
     device: str | torch.device = "cpu",
     chunk_size: int = 1024,
 ) -> MemorizationResult:
-    """Flag generated images that are closer to a training image than held-out real images are.
+    """Flag generated images that are closer to a training image than held-out real images are (pixel NCC).
 
     generated, train, holdout: uint8 [N, H, W, C]. Without `holdout` the reference is leave-one-out on the
     training set (each training image against the others): adjacent slices of one patient are near-duplicates,
     so this reference is strict and flags little; prefer held-out patients.
     """
+    holdout_vectors = None
+    if holdout is not None and len(holdout) > 0:
+        holdout_vectors = ncc_embedding(holdout, size, device)
+    return flag_by_vectors(
+        ncc_embedding(generated, size, device),
+        ncc_embedding(train, size, device),
+        holdout_vectors,
+        fpr,
+        top,
+        size,
+        chunk_size,
+    )
+
+
+def feature_embedding(images: np.ndarray, detector, batch_size: int = 64) -> torch.Tensor:
+    """Unit-length Inception features (cosine similarity by dot product); images uint8 [N, H, W, C]."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).permute(0, 3, 1, 2)
+        features = detector(batch).float()
+        out.append(features / features.norm(dim=1, keepdim=True).clamp_min(1e-8))
+    return torch.cat(out)
+
+
+def find_memorized_by_features(
+    generated: np.ndarray,
+    train: np.ndarray,
+    holdout: np.ndarray | None,
+    detector,
+    fpr: float = 0.01,
+    top: int = 5,
+    chunk_size: int = 1024,
+) -> MemorizationResult:
+    """The same check in Inception feature space (distance 1 - cosine similarity of pool3 features).
+
+    detector: a callable uint8 [N, C, H, W] -> features [N, D], e.g. `medgan_core.metrics.detector.load_inception`.
+    """
+    holdout_vectors = feature_embedding(holdout, detector) if holdout is not None and len(holdout) else None
+    return flag_by_vectors(
+        feature_embedding(generated, detector),
+        feature_embedding(train, detector),
+        holdout_vectors,
+        fpr,
+        top,
+        0,
+        chunk_size,
+    )
+
+
+def flag_by_vectors(
+    generated: torch.Tensor,
+    train: torch.Tensor,
+    holdout: torch.Tensor | None,
+    fpr: float,
+    top: int,
+    size: int,
+    chunk_size: int = 1024,
+) -> MemorizationResult:
+    """Nearest-neighbour search and held-out calibration on unit vectors [N, D] (any embedding)."""
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    train_vectors = ncc_embedding(train, size, device)
-    gen_sims, gen_idx = nearest_neighbours(
-        ncc_embedding(generated, size, device), train_vectors, top, chunk_size=chunk_size
-    )
-    if holdout is not None and len(holdout) > 0:
-        hold_sims, _ = nearest_neighbours(
-            ncc_embedding(holdout, size, device), train_vectors, 1, chunk_size=chunk_size
-        )
+    gen_sims, gen_idx = nearest_neighbours(generated, train, top, chunk_size=chunk_size)
+    if holdout is not None:
+        hold_sims, _ = nearest_neighbours(holdout, train, 1, chunk_size=chunk_size)
         reference = "holdout"
     else:
         warnings.warn(
             "no held-out images given: calibrating on leave-one-out training distances, which is strict "
             "when training images are adjacent slices of the same patients",
-            stacklevel=2,
+            stacklevel=3,
         )
-        hold_sims, _ = nearest_neighbours(train_vectors, train_vectors, 1, exclude_self=True, chunk_size=chunk_size)
+        hold_sims, _ = nearest_neighbours(train, train, 1, exclude_self=True, chunk_size=chunk_size)
         reference = "leave-one-out"
     generated_distances = (1 - gen_sims[:, 0]).numpy().astype(np.float64)
     holdout_distances = (1 - hold_sims[:, 0]).numpy().astype(np.float64)

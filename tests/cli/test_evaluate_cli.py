@@ -75,3 +75,42 @@ def test_cli_errors_name_the_file(tmp_path):
     real_dir = _write(tmp_path / "real", _slices(4, 3))
     result = CliRunner().invoke(main, ["diversity", "--generated", str(empty), "--real", real_dir])
     assert result.exit_code != 0 and "no images found" in result.output and "empty" in result.output
+
+
+def test_memorization_cli_uses_inception_when_at_hand(tmp_path, monkeypatch):
+    import torch
+
+    from medgan_core.metrics.inception import random_fid_inception_state_dict
+
+    monkeypatch.delenv("MEDGAN_INCEPTION", raising=False)
+    monkeypatch.setenv("MEDGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MEDGAN_OFFLINE", "1")
+    train = _slices(10, 0)
+    args = [
+        "memorization",
+        "--generated",
+        _write(tmp_path / "gen", train[:4]),
+        "--train",
+        _write(tmp_path / "train", train),
+        "--holdout",
+        _write(tmp_path / "hold", _slices(4, 1)),
+        "--size",
+        "32",
+        "--fpr",
+        "0.25",
+        "--json",
+    ]
+    without = CliRunner().invoke(main, args)
+    assert without.exit_code == 0, without.output
+    assert json.loads(without.output.strip().splitlines()[-1])["inception"]["available"] is False
+
+    weights = tmp_path / "inception.pth"
+    torch.save(random_fid_inception_state_dict(seed=0), weights)
+    with_weights = CliRunner().invoke(main, [*args, "--inception", str(weights)])
+    assert with_weights.exit_code == 0, with_weights.output
+    inception = json.loads(with_weights.output.strip().splitlines()[-1])["inception"]
+    assert inception["available"] is True and inception["num_generated"] == 4
+    assert inception["flagged_fraction"] == 1.0  # exact copies are nearest in any feature space
+
+    missing = CliRunner().invoke(main, [*args, "--inception", str(tmp_path / "nope.pth")])
+    assert missing.exit_code != 0 and "MEDGAN_INCEPTION" in missing.output

@@ -104,3 +104,25 @@ def test_report_outputs(tmp_path, mni_slices):
     assert grid.dtype == np.uint8 and grid.shape[1] == 64 * 2 + 4
     plot_distances(result, tmp_path / "d.png")
     assert (tmp_path / "d.png").stat().st_size > 1000
+
+
+def test_feature_space_search_matches_brute_force_cosine(mni_slices):
+    """The Inception-feature path with a stand-in detector (a fixed random projection) against an explicit loop."""
+    from medgan_core.evaluation.memorization import find_memorized_by_features
+
+    projection = torch.randn(64 * 64, 16, generator=torch.Generator().manual_seed(0))
+
+    def detector(batch):  # uint8 [N, 1, 64, 64] -> [N, 16]
+        return batch.float().flatten(1) @ projection
+
+    gen, train, hold = mni_slices[::9], mni_slices[1::2], mni_slices[2::6]
+    result = find_memorized_by_features(gen, train, hold, detector, fpr=0.2, top=2)
+
+    def feats(images):
+        return np.stack([img.astype(np.float64).ravel() @ projection.double().numpy() for img in images])
+
+    fg, ft = feats(gen), feats(train)
+    cos = (fg @ ft.T) / np.linalg.norm(fg, axis=1)[:, None] / np.linalg.norm(ft, axis=1)[None, :]
+    np.testing.assert_array_equal(result.generated_neighbours[:, 0], cos.argmax(axis=1))
+    np.testing.assert_allclose(result.generated_distances, 1 - cos.max(axis=1), atol=1e-5)
+    assert result.size == 0 and result.reference == "holdout"
