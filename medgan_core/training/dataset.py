@@ -48,6 +48,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     ):
         self.path = str(path)
         self._zipfile: zipfile.ZipFile | None = None
+        self._zipfile_pid: int | None = None
         if os.path.isdir(self.path):
             self._type = "dir"
             names = [
@@ -82,8 +83,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     # ---- file access -------------------------------------------------------------------------------------------
     def _get_zipfile(self) -> zipfile.ZipFile:
-        if self._zipfile is None:  # opened lazily so that each DataLoader worker gets its own handle
+        # One handle per process: DataLoader workers are forked, and a handle inherited from the parent shares its
+        # file offset with every sibling, so concurrent reads would interleave and fail their CRC checks.
+        if self._zipfile is None or self._zipfile_pid != os.getpid():
             self._zipfile = zipfile.ZipFile(self.path)
+            self._zipfile_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname: str):

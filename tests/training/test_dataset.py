@@ -25,6 +25,20 @@ def test_folder_and_zip_give_the_same_items(tmp_path):
         np.testing.assert_array_equal(label, np.eye(3, dtype=np.float32)[i % 3])
 
 
+def test_zip_reads_are_intact_in_forked_workers(tmp_path):
+    """The zip handle opened in the parent must not be shared by forked DataLoader workers (CRC errors)."""
+    import torch
+
+    images = disc_images(48, 32)
+    archive = write_zip(tmp_path / "set.zip", write_folder(tmp_path / "set", images))
+    dataset = ImageFolderDataset(archive)
+    dataset[0]  # the parent opens its handle before the workers fork, as the trainer does
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2,
+                                         multiprocessing_context="fork")  # fmt: skip
+    loaded = torch.cat([batch for batch, _ in loader]).numpy()
+    np.testing.assert_array_equal(loaded, np.stack(images)[:, None])
+
+
 def test_mirror_doubles_with_x_flips_and_max_size_is_a_seeded_subset(tmp_path):
     images = disc_images(20, 8)
     folder = write_folder(tmp_path / "set", images)
