@@ -39,7 +39,12 @@ def mem1k(
     fpr: float = 0.01,
     **_unused,
 ) -> dict:
-    """Fraction of 1k generated images flagged as copies of the training set (held-out: 10% of reals, seeded)."""
+    """Fraction of 1k generated images flagged as copies of the training set (held-out: 10% of reals, seeded).
+
+    Computed on rank 0 only (other ranks return NaN, as the metric runner expects).
+    """
+    if rank != 0:
+        return dict.fromkeys(("mem1k", "mem1k_threshold", "mem1k_holdout_flagged"), float("nan"))
     reals, _ = load_images(data, max_images=max_reals)
     train, holdout = _split_train_holdout(reals)
     result = find_memorized(_generate(G, num_gen, device), train, holdout, fpr=fpr, device=device)
@@ -61,7 +66,12 @@ def msssim1k(
     max_reals: int = 10000,
     **_unused,
 ) -> dict:
-    """Mean pairwise MS-SSIM of 1k generated images and of the real images (lower = more diverse)."""
+    """Mean pairwise MS-SSIM of 1k generated images and of the real images (lower = more diverse).
+
+    Computed on rank 0 only (other ranks return NaN, as the metric runner expects).
+    """
+    if rank != 0:
+        return dict.fromkeys(("msssim1k", "msssim1k_real"), float("nan"))
     reals, _ = load_images(data, max_images=max_reals)
     result = diversity_report(_generate(G, num_gen, device), reals, num_pairs=num_pairs, device=device)
     return {"msssim1k": result.generated_mean, "msssim1k_real": result.real_mean}

@@ -27,3 +27,11 @@ def test_trainer_hooks_run_through_the_metric_runner(tmp_path, phantom_family):
     real = div["results"]["msssim1k_real"]
     assert not math.isnan(real) and 0.0 < real < 1.0
     assert np.isfinite(div["results"]["msssim1k"])
+
+
+def test_hooks_skip_work_on_other_ranks(tmp_path):
+    from medgan_core.evaluation.hooks import mem1k, msssim1k
+
+    missing = tmp_path / "not-read"  # ranks other than 0 must not even read the data
+    assert all(math.isnan(v) for v in mem1k(None, missing, rank=1, world_size=2).values())
+    assert all(math.isnan(v) for v in msssim1k(None, missing, rank=1, world_size=2).values())
