@@ -10,6 +10,7 @@ stats; every `snapshot_ticks` ticks a snapshot, image grid and metrics. A SIGINT
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import signal
@@ -372,17 +373,13 @@ def training_loop(
                     ada=ada.state_dict() if ada is not None else None,
                     best=best,
                 )
+                write_snapshot = functools.partial(
+                    save_snapshot, snap_path, G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
+                    optimizers=optimizers, state=train_state, options=options,
+                )  # fmt: skip
+
                 if is_main:
-                    save_snapshot(
-                        snap_path,
-                        G=G,
-                        D=D,
-                        G_ema=G_ema,
-                        augment_pipe=augment_pipe,
-                        optimizers=optimizers,
-                        state=train_state,
-                        options=options,
-                    )
+                    write_snapshot()
                 distrib.barrier()
                 best = _evaluate_metrics(
                     config, G_ema, dataset, dist_info, run_path, snap_path, cur_nimg, best, logger, log
@@ -390,16 +387,7 @@ def training_loop(
                 if is_main and best is not None and best.get("snapshot") == snap_path.name:
                     # rewrite the record so that a resume from the best snapshot knows it is the best
                     train_state["best"] = best
-                    save_snapshot(
-                        snap_path,
-                        G=G,
-                        D=D,
-                        G_ema=G_ema,
-                        augment_pipe=augment_pipe,
-                        optimizers=optimizers,
-                        state=train_state,
-                        options=options,
-                    )
+                    write_snapshot()
                 maintenance_time = time.time() - maint_start
             else:
                 maintenance_time = 0.0
