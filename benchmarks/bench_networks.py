@@ -1,4 +1,4 @@
-"""CPU timings of the StyleGAN2 networks: G inference and one G+D training step with R1.
+"""CPU timings of the StyleGAN2 networks: G inference, a G training step and a D training step with R1.
 
 Configuration (issue 2): batch 8, 256x256, one image channel, FFHQ-like widths (channel_base 16384, channel_max
 512, z = w = 512, 8 mapping layers). Prints medians over a few repeats.
@@ -9,14 +9,25 @@ its `training/networks_stylegan2.py`, `torch_utils/` and `dnnlib/`) to time NVID
 the same process, with the same weights, and print the ratios (NVIDIA time / our time: above 1 means ours is
 faster).
 
+The allocator (issue 4): glibc's default allocator page-faults gigabytes of fresh memory per CPU step, and
+`medgan train` runs with a tuned glibc by default (medgan_core/training/allocator.py). glibc reads its settings
+only at start-up, so `--compare-allocators default,tuned` reruns this benchmark in one subprocess per allocator,
+each timing both networks, and prints every figure plus the issue's target ratio: NVIDIA's networks in the
+default environment over ours with the tuned allocator (above 2 meets the target).
+
     python benchmarks/bench_networks.py [--quick] [--repeats 3] [--nvidia-src ../nvidia_src]
+    python benchmarks/bench_networks.py --nvidia-src ../nvidia_src --compare-allocators default,tuned
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,19 +91,29 @@ def g_inference(G, z, c):
     return run
 
 
-def training_step(G, D, z, c, real, r1_gamma: float = 1.0):
-    """Non-saturating G loss, then D loss on fakes and reals with the R1 penalty (backward through both)."""
+def g_step(G, D, z, c):
+    """The generator's main phase: non-saturating loss through D, backward into G (and D's activations)."""
 
     def run():
         G.zero_grad(set_to_none=True)
         D.zero_grad(set_to_none=True)
-        fake = G(z, c)
-        F.softplus(-D(fake, c)).mean().backward()
+        F.softplus(-D(G(z, c), c)).mean().backward()
+
+    return run
+
+
+def d_step_r1(G, D, z, c, real, r1_gamma: float = 1.0):
+    """D loss on fakes and reals with the R1 penalty: a double backward through D."""
+
+    def run():
+        D.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            fake = G(z, c)
         real_img = real.detach().requires_grad_(True)
         real_logits = D(real_img, c)
         (r1_grads,) = torch.autograd.grad(real_logits.sum(), real_img, create_graph=True)
         r1_penalty = r1_grads.square().sum(dim=[1, 2, 3])
-        fake_logits = D(fake.detach(), c)
+        fake_logits = D(fake, c)
         loss_d = F.softplus(fake_logits) + F.softplus(-real_logits) + r1_penalty.unsqueeze(1) * (r1_gamma / 2)
         loss_d.mean().backward()
 
@@ -104,6 +125,43 @@ def load_nvidia(nvidia_src: Path):
     from training import networks_stylegan2  # NVIDIA's module, from the given folder only
 
     return networks_stylegan2
+
+
+def compare_allocators(args: argparse.Namespace, choices: list[str]) -> None:
+    """Run this benchmark once per allocator in a fresh process; print the figures and cross ratios."""
+    from medgan_core.training.allocator import allocator_env
+
+    passthrough, skip_next = [], False
+    for arg in sys.argv[1:]:
+        if skip_next or arg.startswith("--compare-allocators"):
+            skip_next = arg == "--compare-allocators"  # the separated form "--compare-allocators a,b"
+            continue
+        passthrough.append(arg)
+    figures: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for choice in choices:
+            out = Path(tmp) / f"{choice}.json"
+            env = allocator_env(choice, base={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
+            print(f"--- allocator {choice}", flush=True)
+            command = [sys.executable, __file__, *passthrough, "--json", str(out)]
+            subprocess.run(command, env=env, check=True)
+            figures[choice] = json.loads(out.read_text())
+            for timings in figures[choice].values():
+                if "G step" in timings and "D step with R1" in timings:  # a whole iteration: G phase + D phase
+                    timings["G+D training step"] = timings["G step"] + timings["D step with R1"]
+    print("\nseconds (median)        " + "".join(f"{f'{net} @ {c}':>22}" for c in choices for net in figures[c]))
+    tasks = list(next(iter(figures[choices[0]].values())))
+    for task in tasks:
+        row = "".join(f"{figures[c][net][task]:22.3f}" for c in choices for net in figures[c])
+        print(f"{task:<24}{row}")
+    baseline, tuned = choices[0], choices[-1]
+    for task in tasks:
+        ours = figures[tuned]["medgan"][task]
+        gain = figures[baseline]["medgan"][task] / ours
+        print(f"ratio medgan @ {baseline} / medgan @ {tuned}  {task:<20} {gain:6.2f}x")
+        if "nvidia" in figures[baseline]:
+            ratio = figures[baseline]["nvidia"][task] / ours
+            print(f"ratio nvidia @ {baseline} / medgan @ {tuned}  {task:<20} {ratio:6.2f}x  (target >= 2)")
 
 
 def main() -> None:
@@ -118,7 +176,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--nvidia-src", type=Path, default=None, help="folder with NVIDIA's stylegan3 code")
     parser.add_argument("--skip-train", action="store_true", help="time G inference only")
+    parser.add_argument(
+        "--compare-allocators",
+        default=None,
+        help="comma-separated allocators (default, tuned, jemalloc, tcmalloc), one subprocess each; first = baseline",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the timings to this JSON file")
     args = parser.parse_args()
+    if args.compare_allocators:
+        compare_allocators(args, [c.strip() for c in args.compare_allocators.split(",") if c.strip()])
+        return
     repeats, warmup = (1, 0) if args.quick else (args.repeats, 1)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,10 +221,16 @@ def main() -> None:
         results[name]["G inference"] = seconds
         print(f"{name:>7}  G inference          {seconds:8.3f} s", flush=True)
     if not args.skip_train:
-        steps = {name: training_step(G, D, z, c, real) for name, (G, D) in nets.items()}
-        for name, seconds in interleaved_medians(steps, repeats, warmup).items():
-            results[name]["G+D step with R1"] = seconds
-            print(f"{name:>7}  G+D step with R1     {seconds:8.3f} s", flush=True)
+        for task, make in (("G step", g_step), ("D step with R1", d_step_r1)):
+            steps = {
+                name: make(G, D, z, c) if make is g_step else make(G, D, z, c, real) for name, (G, D) in nets.items()
+            }
+            for name, seconds in interleaved_medians(steps, repeats, warmup).items():
+                results[name][task] = seconds
+                print(f"{name:>7}  {task:<20} {seconds:8.3f} s", flush=True)
+    print(f"allocator: {os.environ.get('MEDGAN_ALLOCATOR', 'as started')}", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results))
     if "nvidia" in results:
         for task, ours in results["medgan"].items():
             ratio = results["nvidia"][task] / ours

@@ -4,6 +4,9 @@ Why: with glibc's default allocator every large tensor is a fresh mmap, so each 
 gigabytes of newly zeroed memory (about 16 GiB per 256x256 G step) and returns it to the kernel afterwards.
 `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736` keeps freed memory in the heap for reuse (issue 4
 measured NVIDIA's own 256x256 G step going from 7.6 s to 2.7 s, for 1.4-2.5 GiB more peak memory).
+`benchmarks/bench_networks.py --compare-allocators` on 2 cores, 256x256, batch 8 (2026-11-28): one G + D
+training step with R1 took 55.0 s with NVIDIA's networks and glibc as is, 26.4 s with ours and the tuned glibc
+(2.09x); ours with Debian's tcmalloc 27.1 s, with Debian's jemalloc 52.8 s. Hence tuned glibc by default.
 
 glibc reads these variables (and LD_PRELOAD) only at start-up, so `medgan train` re-executes itself once with
 them set (MEDGAN_ALLOCATOR marks the re-executed process). Choices (`--allocator`):
