@@ -50,6 +50,17 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.names)
 
+    def close(self) -> None:
+        """Close the zip archive, if any (reading afterwards is an error)."""
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def _read_bytes(self, name: str) -> bytes:
         if self._zip is not None:
             return self._zip.read(name)
