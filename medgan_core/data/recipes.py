@@ -74,7 +74,10 @@ def manifest_path(name: str) -> Path:
     path = MANIFEST_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available_recipes()) or "none"
-        raise FileNotFoundError(f"no manifest {path} for recipe {name!r} (known recipes: {known})")
+        raise FileNotFoundError(
+            f"no manifest {path} for recipe {name!r} (known recipes: {known}); give a recipe name, a path to a "
+            "manifest YAML, or set MEDGAN_MANIFESTS to the data_manifests/ folder of a medgan checkout"
+        )
     return path
 
 

@@ -48,6 +48,7 @@ def test_prep_limit_and_unknown_recipe(tmp_path):
     assert result.exit_code == 0 and "from 1 sources" in result.output
     result = CliRunner().invoke(main, ["prep", "nonsense", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "known recipes" in result.output and "liver-ct" in result.output
+    assert "MEDGAN_MANIFESTS" in result.output
 
 
 def test_dataset_names_the_offending_file(tmp_path):
