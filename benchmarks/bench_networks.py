@@ -146,9 +146,6 @@ def compare_allocators(args: argparse.Namespace, choices: list[str]) -> None:
             command = [sys.executable, __file__, *passthrough, "--json", str(out)]
             subprocess.run(command, env=env, check=True)
             figures[choice] = json.loads(out.read_text())
-            for timings in figures[choice].values():
-                if "G step" in timings and "D step with R1" in timings:  # a whole iteration: G phase + D phase
-                    timings["G+D training step"] = timings["G step"] + timings["D step with R1"]
     print("\nseconds (median)        " + "".join(f"{f'{net} @ {c}':>22}" for c in choices for net in figures[c]))
     tasks = list(next(iter(figures[choices[0]].values())))
     for task in tasks:
@@ -228,6 +225,9 @@ def main() -> None:
             for name, seconds in interleaved_medians(steps, repeats, warmup).items():
                 results[name][task] = seconds
                 print(f"{name:>7}  {task:<20} {seconds:8.3f} s", flush=True)
+        for name in nets:  # a whole iteration: the G phase plus the D phase
+            results[name]["G+D training step"] = results[name]["G step"] + results[name]["D step with R1"]
+            print(f"{name:>7}  {'G+D training step':<20} {results[name]['G+D training step']:8.3f} s")
     print(f"allocator: {os.environ.get('MEDGAN_ALLOCATOR', 'as started')}", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(results))
