@@ -42,3 +42,21 @@ def parity_dir(reference_dir: Path) -> Path:
         if not (path / name).is_file():
             pytest.fail(f"reference file missing: {path / name}")
     return path
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+        ),
+    ]
+)
+def float16_device(request, monkeypatch) -> torch.device:
+    """A device on which use_fp16 blocks really compute in float16: CUDA, or the CPU with the allow-list widened
+    (NVIDIA's networks, and ours by default, keep float16 to CUDA), so CI runs the mixed-precision path too."""
+    from medgan_core.networks import layers
+
+    if request.param == "cpu":
+        monkeypatch.setattr(layers, "FLOAT16_DEVICE_TYPES", frozenset({"cuda", "cpu"}))
+    return torch.device(request.param)

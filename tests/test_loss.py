@@ -151,3 +151,39 @@ def test_lazy_regularisation_scales_lr_and_betas():
     assert d_group["lr"] == pytest.approx(0.0025 * 16 / 17)
     assert d_group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     assert phases["Gmain"].opt is phases["Greg"].opt
+
+
+def test_mixed_precision_phases_track_the_float32_gradients(float16_device):
+    """Every phase through StyleGAN2 networks with float16 blocks gives finite gradients that point the same way
+    as those of the same weights computed in float32 (the --fp32 path)."""
+    from medgan_core.networks import Discriminator, Generator
+
+    def networks(num_fp16_res):
+        torch.manual_seed(0)
+        common = dict(img_resolution=16, img_channels=1, channel_base=64, channel_max=16, num_fp16_res=num_fp16_res)
+        G = Generator(z_dim=8, c_dim=0, w_dim=8, mapping_kwargs=dict(num_layers=2), conv_clamp=256, **common)
+        D = Discriminator(c_dim=0, conv_clamp=256, **common)
+        return G.to(float16_device), D.to(float16_device)
+
+    gen = torch.Generator().manual_seed(7)
+    real = torch.randn(4, 1, 16, 16, generator=gen).to(float16_device)
+    z = torch.randn(4, 8, generator=gen).to(float16_device)
+    c = torch.zeros(4, 0, device=float16_device)
+    gradients = {}
+    for num_fp16_res in (2, 0):
+        G, D = networks(num_fp16_res)
+        loss = StyleGAN2Loss(float16_device, G, D, r1_gamma=1, style_mixing_prob=0, pl_weight=2)
+        for phase in ("Gmain", "Greg", "Dmain", "Dreg"):
+            G.zero_grad(set_to_none=True)
+            D.zero_grad(set_to_none=True)
+            torch.manual_seed(1)  # the same noise inputs and path-length directions for both precisions
+            loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)
+            net = G if phase.startswith("G") else D
+            grads = [p.grad.flatten() for p in net.parameters() if p.grad is not None]
+            gradients[num_fp16_res, phase] = torch.cat(grads).double().cpu()
+    assert G.synthesis.b16.use_fp16 is False and networks(2)[0].synthesis.b16.use_fp16 is True
+    for phase in ("Gmain", "Greg", "Dmain", "Dreg"):
+        mixed, full = gradients[2, phase], gradients[0, phase]
+        assert torch.isfinite(mixed).all(), phase
+        assert F.cosine_similarity(mixed, full, dim=0) > 0.999, phase
+        assert not torch.equal(mixed, full), phase  # float16 did run

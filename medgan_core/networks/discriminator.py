@@ -16,6 +16,7 @@ from medgan_core.networks.layers import (
     check_shape,
     compute_dtype,
     filter_buffer,
+    float16_allowed,
 )
 from medgan_core.ops import upfirdn2d
 
@@ -81,7 +82,7 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def forward(self, x, img, force_fp32=False):
         """x: [N, in_channels, res, res] or None; img: [N, img_channels, res, res] or None."""
-        if (x if x is not None else img).device.type != "cuda":
+        if not float16_allowed(x if x is not None else img):
             force_fp32 = True  # float16 only on CUDA, as NVIDIA
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else compute_dtype(self)
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format

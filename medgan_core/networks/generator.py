@@ -18,6 +18,7 @@ from medgan_core.networks.layers import (
     check_shape,
     compute_dtype,
     filter_buffer,
+    float16_allowed,
 )
 from medgan_core.ops import bias_act, upfirdn2d
 from medgan_core.ops.modulated_conv2d import modulated_conv2d
@@ -202,7 +203,7 @@ class SynthesisBlock(torch.nn.Module):
         del update_emas  # nothing to update here; accepted for a uniform call signature
         check_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim], "ws")
         w_iter = iter(ws.unbind(dim=1))
-        if ws.device.type != "cuda":
+        if not float16_allowed(ws):
             force_fp32 = True  # float16 only on CUDA, as NVIDIA
         base_dtype = compute_dtype(self)
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else base_dtype

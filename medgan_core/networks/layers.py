@@ -32,6 +32,16 @@ def compute_dtype(module: torch.nn.Module) -> torch.dtype:
     return torch.float32
 
 
+# Device types on which blocks with use_fp16 compute in float16. NVIDIA's networks do so on CUDA only (CPU float16
+# is slow); the tests widen this to {"cuda", "cpu"} so that CI runs the mixed-precision path without a GPU.
+FLOAT16_DEVICE_TYPES = frozenset({"cuda"})
+
+
+def float16_allowed(tensor: torch.Tensor) -> bool:
+    """True when a use_fp16 block may compute `tensor`'s batch in float16 (see FLOAT16_DEVICE_TYPES)."""
+    return tensor.device.type in FLOAT16_DEVICE_TYPES
+
+
 def filter_buffer(resample_filter) -> torch.Tensor:
     """The [fh, fw] low-pass filter buffer, made on the default device (so that meta-device builds stay cheap)."""
     return upfirdn2d.setup_filter(resample_filter, device=torch.get_default_device())

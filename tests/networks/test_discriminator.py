@@ -108,15 +108,18 @@ def test_init_kwargs_rebuild():
     torch.testing.assert_close(rebuilt(img, c), D(img, c), rtol=0, atol=0)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fp16_on_cuda_and_r1_double_backward():
-    """float16 blocks on CUDA stay close to float32, and R1's gradient-of-gradient runs through them."""
-    D = _tiny_discriminator(num_fp16_res=2, conv_clamp=256).cuda()
-    img = torch.randn(4, 1, 16, 16, device="cuda", requires_grad=True)
+def test_fp16_blocks_and_r1_double_backward(float16_device):
+    """float16 blocks really run in float16, stay close to float32, and R1's gradient-of-gradient runs through
+    them."""
+    D = _tiny_discriminator(num_fp16_res=2, conv_clamp=256).to(float16_device)
+    img = torch.randn(4, 1, 16, 16, device=float16_device, requires_grad=True)
+    seen = {}
+    D.b16.conv1.register_forward_hook(lambda module, args, out: seen.update(b16=out.dtype))
     with dispatch.prefer("ref"):
         fp16 = D(img, None)
+        assert seen == {"b16": torch.float16}
         fp32 = D(img, None, force_fp32=True)
+        assert seen == {"b16": torch.float32}
         assert fp16.dtype == torch.float32
         assert (fp16 - fp32).abs().max().item() < 0.05 * fp32.abs().max().item() + 1e-3
         (grad,) = torch.autograd.grad(fp16.sum(), img, create_graph=True)
