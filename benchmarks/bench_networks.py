@@ -127,23 +127,18 @@ def load_nvidia(nvidia_src: Path):
     return networks_stylegan2
 
 
-def compare_allocators(args: argparse.Namespace, choices: list[str]) -> None:
+def compare_allocators(choices: list[str]) -> None:
     """Run this benchmark once per allocator in a fresh process; print the figures and cross ratios."""
     from medgan_core.training.allocator import allocator_env
 
-    passthrough, skip_next = [], False
-    for arg in sys.argv[1:]:
-        if skip_next or arg.startswith("--compare-allocators"):
-            skip_next = arg == "--compare-allocators"  # the separated form "--compare-allocators a,b"
-            continue
-        passthrough.append(arg)
     figures: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for choice in choices:
             out = Path(tmp) / f"{choice}.json"
             env = allocator_env(choice, base={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
             print(f"--- allocator {choice}", flush=True)
-            command = [sys.executable, __file__, *passthrough, "--json", str(out)]
+            # the same options; the later, empty --compare-allocators makes the child time instead of recursing
+            command = [sys.executable, __file__, *sys.argv[1:], "--compare-allocators", "", "--json", str(out)]
             subprocess.run(command, env=env, check=True)
             figures[choice] = json.loads(out.read_text())
     print("\nseconds (median)        " + "".join(f"{f'{net} @ {c}':>22}" for c in choices for net in figures[c]))
@@ -181,7 +176,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the timings to this JSON file")
     args = parser.parse_args()
     if args.compare_allocators:
-        compare_allocators(args, [c.strip() for c in args.compare_allocators.split(",") if c.strip()])
+        compare_allocators([c.strip() for c in args.compare_allocators.split(",") if c.strip()])
         return
     repeats, warmup = (1, 0) if args.quick else (args.repeats, 1)
     if args.threads:
@@ -218,10 +213,12 @@ def main() -> None:
         results[name]["G inference"] = seconds
         print(f"{name:>7}  G inference          {seconds:8.3f} s", flush=True)
     if not args.skip_train:
-        for task, make in (("G step", g_step), ("D step with R1", d_step_r1)):
-            steps = {
-                name: make(G, D, z, c) if make is g_step else make(G, D, z, c, real) for name, (G, D) in nets.items()
-            }
+        phases = {
+            "G step": lambda G, D: g_step(G, D, z, c),
+            "D step with R1": lambda G, D: d_step_r1(G, D, z, c, real),
+        }
+        for task, make in phases.items():
+            steps = {name: make(G, D) for name, (G, D) in nets.items()}
             for name, seconds in interleaved_medians(steps, repeats, warmup).items():
                 results[name][task] = seconds
                 print(f"{name:>7}  {task:<20} {seconds:8.3f} s", flush=True)
