@@ -1,7 +1,7 @@
 """Fused bias and activation: `y = clamp(act(x + b) * gain, -clamp, clamp)`.
 
 The reference implementation is plain PyTorch, so first and second derivatives come from autograd on any device
-and dtype. A fused kernel, when registered in `medgan_core.ops.dispatch`, replaces it for CUDA tensors.
+and dtype. `bias_act()` runs the fused Triton kernel instead where `dispatch.use_triton()` says so (CUDA tensors).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from medgan_core.ops import dispatch
+from medgan_core.ops.triton import custom_ops
 
 
 @dataclass(frozen=True)
@@ -74,26 +75,22 @@ def bias_act(
     Returns:
         Tensor of the same shape and dtype as `x`.
     """
-    fused = dispatch.select("bias_act", impl, x)
-    if fused is not None:
-        return fused(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
-    return _bias_act_ref(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
-
-
-def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
-    """Reference implementation in plain PyTorch ops (any device, any float dtype, any order of derivative)."""
     if act not in activation_funcs:
         raise ValueError(f"unknown activation {act!r}; choose one of {sorted(activation_funcs)}")
     if clamp is not None and clamp < 0:
         raise ValueError(f"clamp must be non-negative or None, got {clamp}")
+    if not x.is_floating_point():
+        raise TypeError(f"bias_act needs a floating-point tensor, got {x.dtype}")
+    if b is not None and (b.ndim != 1 or not 0 <= dim < x.ndim or b.shape[0] != x.shape[dim]):
+        raise ValueError(f"bias of shape {tuple(b.shape)} does not match dim {dim} of x {tuple(x.shape)}")
     spec = activation_funcs[act]
     alpha = float(alpha if alpha is not None else spec.def_alpha)
     gain = float(gain if gain is not None else spec.def_gain)
 
-    if b is not None:
-        if b.ndim != 1 or not 0 <= dim < x.ndim or b.shape[0] != x.shape[dim]:
-            raise ValueError(f"bias of shape {tuple(b.shape)} does not match dim {dim} of x {tuple(x.shape)}")
-    # Without autograd (inference), scale and clamp the freshly made tensor in place: fewer full-size buffers.
+    if dispatch.use_triton("bias_act", impl, x):
+        return custom_ops.bias_act(x, b, dim, act, alpha, gain, float(clamp) if clamp is not None else -1.0)
+
+    # Reference. Without autograd (inference), scale and clamp the freshly made tensor in place: fewer buffers.
     grad_needed = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
     source = x
     if b is not None:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from medgan_core.ops import dispatch
+from medgan_core.ops.triton import custom_ops
 
 CPU = torch.device("cpu")
 
@@ -116,20 +117,6 @@ def upfirdn2d(
     Returns:
         [N, C, (H * up_y + py0 + py1 - fh) // down_y + 1, (W * up_x + px0 + px1 - fw) // down_x + 1].
     """
-    fused = dispatch.select("upfirdn2d", impl, x)
-    if fused is not None:
-        return fused(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
-    return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
-
-
-def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
-    """Reference implementation with standard PyTorch ops.
-
-    With a constant filter (the usual case) the gradient is the adjoint upfirdn2d (down and up swapped, filter
-    flipped, padding mirrored), as in NVIDIA's CUDA op, so every order of derivative is again an upfirdn2d. This
-    avoids PyTorch's double backward of depthwise convolutions, which loops over the channels (~50x slower on
-    CPU for R1). A filter that requires grad takes the plain autograd path.
-    """
     if x.ndim != 4:
         raise ValueError(f"x must have shape [N, C, H, W], got {tuple(x.shape)}")
     if f is None:
@@ -141,8 +128,12 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     if x.shape[3] * upx + padx0 + padx1 < fw or x.shape[2] * upy + pady0 + pady1 < fh:
         raise ValueError(f"padded image {tuple(x.shape)} (up {up}, padding {padding}) is smaller than the filter")
     args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), float(gain))
+
+    # A filter that requires grad takes plain autograd through the reference (the kernel has no filter gradient).
     if f.requires_grad:
         return _upfirdn2d_forward(x, f, *args)
+    if dispatch.use_triton("upfirdn2d", impl, x):
+        return custom_ops.upfirdn2d(x, f, *args)
     return _Upfirdn2dRef.apply(x, f, *args)
 
 
@@ -177,7 +168,13 @@ def _upfirdn2d_forward(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1,
 
 
 class _Upfirdn2dRef(torch.autograd.Function):
-    """upfirdn2d with a constant filter; its backward is the adjoint upfirdn2d, itself differentiable."""
+    """upfirdn2d with a constant filter; its backward is the adjoint upfirdn2d, itself differentiable.
+
+    With a constant filter (the usual case) the gradient is the adjoint upfirdn2d (down and up swapped, filter
+    flipped, padding mirrored), as in NVIDIA's CUDA op, so every order of derivative is again an upfirdn2d. This
+    avoids PyTorch's double backward of depthwise convolutions, which loops over the channels (~50x slower on
+    CPU for R1).
+    """
 
     @staticmethod
     def forward(ctx, x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip_filter, gain):

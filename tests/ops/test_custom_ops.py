@@ -56,18 +56,20 @@ def test_upfirdn2d_op_passes_opcheck(up, down, pads):
 
 def test_dispatch_forced_and_auto_choices():
     x = _x(1, 2, 3, 3)
-    assert dispatch.select("bias_act", "ref", x) is None
-    assert dispatch.select("bias_act", "triton", x) is fused.bias_act
-    assert dispatch.select("upfirdn2d", "triton", x) is fused.upfirdn2d
-    expected_auto = fused.bias_act if x.is_cuda else None  # 'auto': Triton for CUDA tensors only
-    assert dispatch.select("bias_act", "auto", x) is expected_auto
+    assert dispatch.use_triton("bias_act", "ref", x) is False
+    assert dispatch.use_triton("bias_act", "triton", x) is True
+    assert dispatch.use_triton("upfirdn2d", "triton", x) is True
+    assert dispatch.use_triton("bias_act", "auto", x) is x.is_cuda  # 'auto': Triton for CUDA tensors only
     with dispatch.prefer("triton"):
-        assert dispatch.select("bias_act", "auto", x) is fused.bias_act
-        assert dispatch.select("bias_act", "ref", x) is None
+        assert dispatch.use_triton("bias_act", "auto", x) is True
+        assert dispatch.use_triton("bias_act", "ref", x) is False
+        with dispatch.prefer("ref"):  # blocks nest; the innermost wins
+            assert dispatch.use_triton("bias_act", "auto", x) is False
+        assert dispatch.use_triton("bias_act", "auto", x) is True
     with dispatch.prefer("ref"):
-        assert dispatch.select("bias_act", "auto", x) is None
+        assert dispatch.use_triton("bias_act", "auto", x) is False
     with pytest.raises(ValueError, match="impl must be one of"):
-        dispatch.select("bias_act", "cuda", x)
+        dispatch.use_triton("bias_act", "cuda", x)
 
 
 def test_reference_ops_route_to_the_kernels_when_forced():
@@ -87,26 +89,25 @@ def test_cpu_tensor_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x = torch.randn(1, 2, 3, 3)
     with pytest.raises(RuntimeError, match="needs a CUDA tensor"):
-        dispatch.select("bias_act", "triton", x)
+        dispatch.use_triton("bias_act", "triton", x)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         custom_ops.bias_act(x, None, 1, "linear", 0.0, 1.0, -1.0)
 
 
 def test_missing_triton_warns_once_and_falls_back(monkeypatch):
     """A CUDA tensor with Triton missing is a fixable fallback: one warning per op, then silence."""
-    monkeypatch.setattr(dispatch, "_FUSED", {})
-    monkeypatch.setattr(dispatch, "_LOADED", False)
-    monkeypatch.setattr(dispatch, "_WARNED", set())
+    dispatch._warn_no_triton.cache_clear()
     monkeypatch.setattr(fused, "is_available", lambda: False)
     cuda_like = torch.empty(1, device="meta")
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
     with pytest.warns(RuntimeWarning, match="triton is not installed"):
-        assert dispatch.select("bias_act", "auto", cuda_like) is None
+        assert dispatch.use_triton("bias_act", "auto", cuda_like) is False
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert dispatch.select("bias_act", "auto", cuda_like) is None  # no second warning
+        assert dispatch.use_triton("bias_act", "auto", cuda_like) is False  # no second warning
     with pytest.raises(RuntimeError, match="install triton"):
-        dispatch.select("bias_act", "triton", cuda_like)
+        dispatch.use_triton("bias_act", "triton", cuda_like)
+    dispatch._warn_no_triton.cache_clear()
 
 
 def test_package_imports_without_triton():
@@ -130,3 +131,21 @@ def test_package_imports_without_triton():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_triton_package_never_imports_the_reference_ops():
+    """One direction only: the public ops import the kernels, the kernel package imports no reference op."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(fused.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("medgan_core.ops"):
+                    assert name.startswith("medgan_core.ops.triton"), f"{path.name} imports {name}"
