@@ -44,6 +44,19 @@ def parity_dir(reference_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def nvidia_src() -> Path:
+    """A checkout of NVIDIA's code (NVlabs/stylegan3) named by $MEDGAN_NVIDIA_SRC; without it the test is skipped
+    with the reason (`pytest -rs` prints it). A path that is not a checkout is an error, never a skip."""
+    value = os.environ.get("MEDGAN_NVIDIA_SRC")
+    if not value:
+        pytest.skip("MEDGAN_NVIDIA_SRC is not set: point it at a checkout of NVlabs/stylegan3 to run NVIDIA checks")
+    path = Path(value).expanduser()
+    if not (path / "legacy.py").is_file() or not (path / "torch_utils").is_dir():
+        pytest.fail(f"MEDGAN_NVIDIA_SRC={path} is not a checkout of NVlabs/stylegan3 (no legacy.py / torch_utils)")
+    return path
+
+
 @pytest.fixture(
     params=[
         "cpu",

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "diversity": "medgan_core.cli.evaluate:diversity",
     "frd": "medgan_core.cli.evaluate:frd",
     "book": "medgan_core.cli.book:book",
+    "export": "medgan_core.cli.export:export",
 }
 
 _SHORT_HELP = {
@@ -37,6 +38,7 @@ _SHORT_HELP = {
     "diversity": "Mean pairwise MS-SSIM of generated and real images.",
     "frd": "Frechet Radiomics Distance between two folders (optional extra).",
     "book": "Execute the chapter notebooks and build the Jupyter Book.",
+    "export": "Write a snapshot as an NVIDIA network pickle (needs their checkout).",
 }
 
 
