@@ -4,6 +4,8 @@
   2 era) or a medgan `.safetensors` checkpoint -> dict of ready-to-use networks.
 - `save_checkpoint` / `load_checkpoint`: our format (see `native`).
 - `transfer_weights`: FFHQ RGB weights into a grayscale target of another resolution (see `transfer`).
+- `resolve_network(path_or_url)`: a local path, or NVIDIA's published URL downloaded and cached (see `fetch`).
+- `export.export_nvidia_pickle`: a snapshot -> a pickle of NVIDIA's own classes (needs their checkout).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 
+from medgan_core.checkpoint.fetch import NetworkFetchError, resolve_network
 from medgan_core.checkpoint.native import (
     flatten_optimizer_state,
     is_medgan_checkpoint,
@@ -32,9 +35,12 @@ __all__ = [
     "flatten_optimizer_state",
     "load_checkpoint",
     "load_network",
+    "NetworkFetchError",
     "plan_transfer",
+    "resolve_network",
     "restore_optimizer_state",
     "save_checkpoint",
+    "training_set_kwargs_of",
     "transfer_weights",
 ]
 
@@ -50,6 +56,24 @@ def _frozen(module: torch.nn.Module | None, device: str | torch.device) -> torch
 def _augment_p(pipe: torch.nn.Module | None) -> float | None:
     p = getattr(pipe, "p", None) if pipe is not None else None
     return float(p.item()) if isinstance(p, torch.Tensor) and p.numel() == 1 else None
+
+
+def training_set_kwargs_of(record: dict | None) -> dict | None:
+    """The dataset options of a medgan snapshot record: top level, or in its training options (NVIDIA's layout,
+    or nested one level down as older snapshots have them); None when absent."""
+    if not isinstance(record, dict):
+        return None
+    if isinstance(record.get("training_set_kwargs"), dict):
+        return record["training_set_kwargs"]
+    options = record.get("training_options")
+    if not isinstance(options, dict):
+        return None
+    if isinstance(options.get("training_set_kwargs"), dict):
+        return options["training_set_kwargs"]
+    for value in options.values():
+        if isinstance(value, dict) and isinstance(value.get("training_set_kwargs"), dict):
+            return value["training_set_kwargs"]
+    return None
 
 
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,7 +97,7 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         result.update(
             augment_pipe=pipe,
             augment_p=_augment_p(pipe) if pipe is not None else record.get("augment_p"),
-            training_set_kwargs=record.get("training_set_kwargs"),
+            training_set_kwargs=training_set_kwargs_of(record),
             record=record,
             source="medgan",
         )
