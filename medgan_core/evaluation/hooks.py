@@ -1,4 +1,5 @@
-"""Training-time metrics built on this package: `mem1k` (memorisation) and `msssim1k` (diversity).
+"""Training-time metrics built on this package: `mem1k` (memorisation), `msssim1k` (diversity) and `frd256`
+(Frechet Radiomics Distance, the FRD extra).
 
 Each takes a generator and the training data, like the FID metrics, and returns a dict of named results. They
 need no network weights, so they run offline. Generation uses seeds 0..N-1 with constant noise, so values are
@@ -7,12 +8,18 @@ comparable across snapshots.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from medgan_core.evaluation.diversity import diversity_report
 from medgan_core.evaluation.images import load_images
 from medgan_core.evaluation.memorization import find_memorized
+from medgan_core.utils.io import save_png
 
 
 def _generate(G: torch.nn.Module, num: int, device) -> np.ndarray:
@@ -75,3 +82,40 @@ def msssim1k(
     reals, _ = load_images(data, max_images=max_reals)
     result = diversity_report(_generate(G, num_gen, device), reals, num_pairs=num_pairs, device=device)
     return {"msssim1k": result.generated_mean, "msssim1k_real": result.real_mean}
+
+
+def _write_pngs(images: np.ndarray, folder: Path) -> Path:
+    """uint8 [N, H, W, C] -> folder/000000.png ... (grayscale saved as [H, W])."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        save_png(image[..., 0] if image.shape[-1] == 1 else image, folder / f"{index:06d}.png")
+    return folder
+
+
+def frd256(
+    G: torch.nn.Module,
+    data,
+    device="cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    num_gen: int = 256,
+    max_reals: int = 1000,
+    num_workers: int = 1,
+    **_unused,
+) -> dict:
+    """Frechet Radiomics Distance between 256 generated images (seeds 0..255) and the real images (up to 1000).
+
+    `frd256` is frd-score v1's value, log(d_F^2) of its normalised radiomic features (lower = closer);
+    `frd256_distance` is d_F^2 itself. Needs the FRD extra (see medgan_core.evaluation.frd). Rank 0 only.
+    """
+    if rank != 0:
+        return dict.fromkeys(("frd256", "frd256_distance"), float("nan"))
+    from medgan_core.evaluation.frd import compute_frd
+
+    reals, _ = load_images(data, max_images=max_reals)
+    with tempfile.TemporaryDirectory(prefix="medgan-frd-") as tmp:
+        real_dir = _write_pngs(reals, Path(tmp) / "real")
+        generated_dir = _write_pngs(_generate(G, num_gen, device), Path(tmp) / "generated")
+        with contextlib.redirect_stdout(io.StringIO()):  # frd-score prints its value; the trainer logs it once
+            result = compute_frd(real_dir, generated_dir, num_workers=num_workers)
+    return {"frd256": result["frd"], "frd256_distance": result["frechet_distance"]}

@@ -39,6 +39,7 @@ METRICS: dict[str, str] = {
     "kid50k_full": "medgan_core.metrics.runner:kid50k_full",
     "mem1k": "medgan_core.evaluation.hooks:mem1k",
     "msssim1k": "medgan_core.evaluation.hooks:msssim1k",
+    "frd256": "medgan_core.evaluation.hooks:frd256",
 }
 HIGHER_IS_BETTER: set[str] = set()  # metric names whose best value is the largest
 _SIZED_METRIC = re.compile(r"^(fid|kid)(\d+)k(_full)?$")
