@@ -20,9 +20,9 @@ from unittest import mock
 import numpy as np
 import torch
 
+from medgan_core.data.images import ImageSource
 from medgan_core.metrics.detector import build_pytorch_fid_detector
 from medgan_core.metrics.features import compute_source_stats
-from medgan_core.metrics.images import ImageSource
 from medgan_core.metrics.inception import random_fid_inception_state_dict
 from medgan_core.utils.io import save_png
 

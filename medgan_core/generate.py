@@ -1,17 +1,20 @@
 """Seeds -> images with a StyleGAN2 generator, exactly as NVIDIA's `gen_images.py` draws them.
 
 `seed_to_z(seed, z_dim)` is `np.random.RandomState(seed).randn(1, z_dim)`, so a seed names the same latent here
-and in NVIDIA's scripts; images map [-1, 1] to 0..255 by x * 127.5 + 128, clamped and rounded down (uint8 cast).
+and in NVIDIA's scripts; images map [-1, 1] to 0..255 by NVIDIA's x * 127.5 + 128, clamped and rounded down
+(`medgan_core.utils.images`, which also holds `image_grid`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from medgan_core.utils.images import image_grid as image_grid  # re-exported: notebooks and the CLI use it here
+from medgan_core.utils.images import images_to_uint8 as to_uint8  # NVIDIA's mapping, [N, C, H, W] -> [N, H, W, C]
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -21,12 +24,6 @@ def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed {seed} is outside 0 .. 2**32 - 1")
     return np.random.RandomState(int(seed)).randn(1, z_dim)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator output [N, C, H, W] in about [-1, 1] -> uint8 [N, H, W, C] (NVIDIA's mapping)."""
-    images = images.detach().to(torch.float32).permute(0, 2, 3, 1)
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def class_labels(c_dim: int, class_idx: int | None, count: int) -> torch.Tensor:
@@ -80,21 +77,3 @@ def generate_images(
     if not outputs:
         return np.zeros([0, G.img_resolution, G.img_resolution, G.img_channels], dtype=np.uint8)
     return np.concatenate(outputs)
-
-
-def image_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
-    """Tile uint8 images [N, H, W, C] row by row into one [rows * H, cols * W, C] image; empty cells are black.
-
-    cols defaults to ceil(sqrt(N)).
-    """
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"image_grid needs images [N, H, W, C] with N > 0, got shape {images.shape}")
-    count, height, width, channels = images.shape
-    cols = cols or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    grid = np.zeros([rows * height, cols * width, channels], dtype=images.dtype)
-    for index, image in enumerate(images):
-        row, col = divmod(index, cols)
-        grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = image
-    return grid

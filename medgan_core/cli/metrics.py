@@ -45,14 +45,16 @@ def _json_number(value: float):
 @click.option("--json", "as_json", is_flag=True, help='Print {"fid": ...} as JSON.')
 def fid(real, generated, inception, batch_size, kid, device, as_json):
     """FID (and KID) between two folders or zips of images (PNG; 8-bit grayscale or RGB)."""
+    from medgan_core.data.images import ImageSource
     from medgan_core.metrics.features import compute_source_stats
     from medgan_core.metrics.fid import FrechetDistanceError, fid_from_stats
-    from medgan_core.metrics.images import ImageSource
     from medgan_core.metrics.kid import kernel_inception_distance
 
     _check_device(device)
     try:
-        sources = [ImageSource(path) for path in (real, generated)]  # validate both before any long work
+        sources = [ImageSource(path) for path in (real, generated)]
+        for source in sources:
+            source.check()  # the whole set, before any long work: one size and channel count, readable headers
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     detector = _load_detector(inception, device)

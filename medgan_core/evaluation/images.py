@@ -1,7 +1,7 @@
-"""Reading a set of 8-bit images (a folder or a zip of PNGs) into one array, in a deterministic order.
+"""Reading a set of 8-bit images (a folder or a zip) into one array, in a deterministic order.
 
-A thin view over `medgan_core.metrics.images.ImageSource`, so that metrics and evaluation accept exactly the same
-sets (same file types, sorted order, 8-bit L or RGB, same errors) and differ only in the array layout they return.
+A thin view over `medgan_core.data.images.ImageSource`, so that training, metrics and evaluation accept exactly
+the same sets (file types, sorted order, pixel modes, checks, errors) and differ only in the array layout.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan_core.metrics.images import ImageSource
+from medgan_core.data.images import ImageSource
 
 
 def load_images(path: str | Path, max_images: int | None = None) -> tuple[np.ndarray, list[str]]:
     """Load images as uint8 [N, H, W, C] (C = 1 for grayscale, 3 for RGB) and their relative names.
 
-    All images must share one size and channel count; the error names two files that differ.
+    All images of the set must share one size and channel count; the error names the files that differ.
     """
     with ImageSource(path) as source:
         count = len(source) if max_images is None else min(max_images, len(source))

@@ -7,7 +7,7 @@ the same items in the same order as a single process with batch B * W.
 
 Generated image i comes from z_i = RandomState(i).randn(z_dim) (the convention of `medgan generate --seeds`, so
 image i equals seed i's PNG), with `noise_mode='const'` and, for a conditional G, the label of a real image picked
-by the same RandomState; pixels are mapped NVIDIA's way: x * 127.5 + 128, clamped to [0, 255], truncated to uint8.
+by the same RandomState; pixels are mapped NVIDIA's way (`utils.images.float_to_uint8`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medgan_core.metrics.images import ImageSource
+from medgan_core.data.images import ImageSource
 from medgan_core.metrics.statistics import FeatureStats
+from medgan_core.utils.images import float_to_uint8
 
 
 def _rank_slice(step: int, num_items: int, batch_size: int, rank: int, world_size: int) -> range:
@@ -106,7 +107,7 @@ def generated_images(G, indices: range, device, labels: np.ndarray | None = None
         z_t = torch.from_numpy(z).to(device)
         c_t = torch.from_numpy(c).to(device)
         images = G(z_t, c_t, noise_mode="const")
-        return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+        return float_to_uint8(images)
 
 
 def compute_generator_stats(

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
+from medgan_core.data.images import ImageSource
 from medgan_core.metrics import cache as stats_cache
 from medgan_core.metrics.features import compute_generator_stats, compute_source_stats
 from medgan_core.metrics.fid import fid_from_stats
-from medgan_core.metrics.images import ImageSource
 from medgan_core.metrics.kid import kernel_inception_distance
 from medgan_core.utils.io import atomic_write
 

@@ -1,36 +1,30 @@
-"""Training images: a folder or zip of 8-bit PNGs, optionally labelled, in NVIDIA's dataset layout.
+"""Training images: NVIDIA's `ImageFolderDataset` semantics over medgan's one image reader.
 
-Layout (as NVIDIA's `dataset_tool.py` writes it): PNG files anywhere below the folder / zip root, read in sorted
-order of their relative path; an optional `dataset.json` at the root with `{"labels": [[relpath, label], ...]}`
-where a label is an integer class index or a list of floats. Every image must be uint8 with 1 (grayscale) or 3
-(RGB) channels, square, with a power-of-two side; one size and one channel count for the whole set.
+The set is a folder or zip in NVIDIA's layout, read by `medgan_core.data.images.ImageSource` (the same files,
+pixel modes, checks and `dataset.json` labels as metrics, evaluation and `medgan dataset`). Training adds one
+rule: the images are square with a power-of-two side (one size and channel count, as for every set).
 
 Items are `(image, label)`: image uint8 [C, H, W] (numpy), label float32 [c_dim] (one-hot for class indices,
-empty when unlabelled).
+the float vector as given otherwise, empty when unlabelled).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-IMAGE_SUFFIXES = (".png",)
+from medgan_core.data.images import DatasetError, ImageSource, stylegan_size_problem
 
-
-class DatasetError(ValueError):
-    """A training set that cannot be used as given; the message names the files and the fix."""
+__all__ = ["DatasetError", "ImageFolderDataset", "InfiniteSampler"]
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """PNG images from a folder or a zip, with NVIDIA's `max_size`, `xflip` and `use_labels` semantics.
+    """Images from a folder or a zip, with NVIDIA's `max_size`, `xflip` and `use_labels` semantics.
 
-    path:       folder or .zip of PNGs (+ optional dataset.json).
+    path:       folder or .zip of images (+ optional dataset.json), see `medgan_core.data.images`.
     resolution: expected side in pixels (None: taken from the images).
     use_labels: return labels from dataset.json (c_dim > 0) instead of empty labels.
     max_size:   keep at most this many images, a seeded random subset (np.random.RandomState(random_seed)).
@@ -47,26 +41,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         random_seed: int = 0,
     ):
         self.path = str(path)
-        self._zipfile: zipfile.ZipFile | None = None
-        self._zipfile_pid: int | None = None
-        if os.path.isdir(self.path):
-            self._type = "dir"
-            names = [
-                os.path.relpath(os.path.join(root, fname), self.path).replace(os.sep, "/")
-                for root, _dirs, files in os.walk(self.path)
-                for fname in files
-            ]
-        elif os.path.isfile(self.path) and zipfile.is_zipfile(self.path):
-            self._type = "zip"
-            names = self._get_zipfile().namelist()
-        else:
-            raise DatasetError(f"{self.path}: not a folder or a zip file; pass --data a folder or .zip of PNGs")
-        self._image_fnames = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
-        if not self._image_fnames:
-            raise DatasetError(f"{self.path}: no PNG images found; build the set with `medgan dataset`")
-        self._all_names = set(names)
         self.name = Path(self.path).stem
-        self._raw_shape = [len(self._image_fnames), *self._check_shapes(resolution)]
+        self._source = ImageSource(path)
+        self._raw_shape = [len(self._source), *self._check_shape(resolution)]
         self._use_labels = use_labels
         self._raw_labels: np.ndarray | None = None
 
@@ -81,106 +58,45 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if use_labels:
             self._get_raw_labels()  # fail early on a missing or malformed dataset.json
 
-    # ---- file access -------------------------------------------------------------------------------------------
-    def _get_zipfile(self) -> zipfile.ZipFile:
-        # One handle per process: DataLoader workers are forked, and a handle inherited from the parent shares its
-        # file offset with every sibling, so concurrent reads would interleave and fail their CRC checks.
-        if self._zipfile is None or self._zipfile_pid != os.getpid():
-            self._zipfile = zipfile.ZipFile(self.path)
-            self._zipfile_pid = os.getpid()
-        return self._zipfile
-
-    def _open_file(self, fname: str):
-        if self._type == "dir":
-            return open(os.path.join(self.path, fname), "rb")
-        return self._get_zipfile().open(fname, "r")
+    def _check_shape(self, resolution: int | None) -> list[int]:
+        """[C, H, W] of the whole set, or DatasetError naming the offending files and the fix."""
+        channels, height, width = self._source.check()
+        problem = stylegan_size_problem(width, height)
+        if problem:
+            raise DatasetError(f"{self.path}: {problem}")
+        if resolution is not None and resolution != height:
+            raise DatasetError(
+                f"{self.path}: images are {height}x{height}, expected {resolution}x{resolution}; resize them with "
+                f"`medgan dataset --source DIR --dest OUT.zip --resolution {resolution}`"
+            )
+        return [channels, height, width]
 
     def close(self) -> None:
-        if self._zipfile is not None:
-            self._zipfile.close()
-        self._zipfile = None
-
-    def __getstate__(self):
-        return dict(self.__dict__, _zipfile=None)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    # ---- validation --------------------------------------------------------------------------------------------
-    def _check_shapes(self, resolution: int | None) -> list[int]:
-        """Read every PNG header; return [C, H, W] or raise naming the offending files."""
-        shapes: dict[tuple[int, int, int], list[str]] = {}
-        bad_modes: list[str] = []
-        for fname in self._image_fnames:
-            with self._open_file(fname) as f, Image.open(f) as image:
-                channels = {"L": 1, "RGB": 3}.get(image.mode)
-                if channels is None:
-                    bad_modes.append(f"{fname} (mode {image.mode})")
-                    continue
-                shapes.setdefault((channels, image.height, image.width), []).append(fname)
-        if bad_modes:
-            raise DatasetError(
-                f"{self.path}: images must be 8-bit grayscale (L) or RGB; convert these: {_listing(bad_modes)}"
-            )
-        if len(shapes) > 1:
-            groups = "; ".join(
-                f"{c}x{h}x{w} (CxHxW): {_listing(names)}" for (c, h, w), names in sorted(shapes.items())
-            )
-            raise DatasetError(f"{self.path}: images differ in size or channel count: {groups}. Make them uniform.")
-        (channels, height, width), _ = next(iter(shapes.items()))
-        if height != width or height & (height - 1) or height < 4:
-            raise DatasetError(
-                f"{self.path}: images are {width}x{height}; StyleGAN2 needs square power-of-two images "
-                "(e.g. 256x256): pad or resize them with `medgan dataset`"
-            )
-        if resolution is not None and resolution != height:
-            raise DatasetError(f"{self.path}: images are {height}x{height}, expected {resolution}x{resolution}")
-        return [channels, height, width]
+        self._source.close()
 
     # ---- labels ------------------------------------------------------------------------------------------------
     def _get_raw_labels(self) -> np.ndarray:
+        """float32 [N, c_dim] for all raw images (one-hot from class indices); [N, 0] without use_labels."""
         if self._raw_labels is None:
-            self._raw_labels = self._load_raw_labels() if self._use_labels else None
-            if self._raw_labels is None:
-                self._raw_labels = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
+            labels = self._source.labels() if self._use_labels else np.zeros([self._raw_shape[0], 0], np.float32)
+            if labels is None:
+                raise DatasetError(
+                    f"{self.path}: --cond needs labels in dataset.json at the dataset root; none found "
+                    "(`medgan dataset --labels CSV` or a source dataset.json adds them)"
+                )
+            if labels.dtype == np.int64:  # class indices -> one-hot, as NVIDIA's get_label
+                onehot = np.zeros([labels.size, int(labels.max()) + 1], dtype=np.float32)
+                onehot[np.arange(labels.size), labels] = 1
+                labels = onehot
+            self._raw_labels = labels
         return self._raw_labels
-
-    def _load_raw_labels(self) -> np.ndarray:
-        if "dataset.json" not in self._all_names:
-            raise DatasetError(f"{self.path}: --cond needs labels in dataset.json at the dataset root; none found")
-        with self._open_file("dataset.json") as f:
-            labels = json.load(f).get("labels")
-        if labels is None:
-            raise DatasetError(f"{self.path}: dataset.json has no 'labels' entry")
-        labels = dict(labels)
-        missing = [fname for fname in self._image_fnames if fname not in labels]
-        if missing:
-            raise DatasetError(f"{self.path}: dataset.json has no label for {_listing(missing)}")
-        values = np.array([labels[fname] for fname in self._image_fnames])
-        if values.ndim == 1:  # class indices -> one-hot
-            if values.dtype.kind not in "iu" or values.min() < 0:
-                raise DatasetError(f"{self.path}: class labels in dataset.json must be non-negative integers")
-            onehot = np.zeros([values.size, int(values.max()) + 1], dtype=np.float32)
-            onehot[np.arange(values.size), values] = 1
-            return onehot
-        return values.astype(np.float32)
 
     # ---- dataset protocol --------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._raw_idx.size
 
-    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
-        with self._open_file(self._image_fnames[raw_idx]) as f:
-            image = np.array(Image.open(f))
-        if image.ndim == 2:
-            image = image[:, :, np.newaxis]
-        return image.transpose(2, 0, 1)  # HWC -> CHW
-
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        image = self._load_raw_image(int(self._raw_idx[idx]))
+        image = self._source.read(int(self._raw_idx[idx]))  # uint8 [C, H, W]
         if self._xflip[idx]:
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image), self.get_label(idx)
@@ -211,11 +127,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     @property
     def has_labels(self) -> bool:
         return self.label_dim > 0
-
-
-def _listing(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class InfiniteSampler(torch.utils.data.Sampler):

@@ -34,6 +34,7 @@ from medgan_core.training.snapshot import (
     weights_digest,
 )
 from medgan_core.training.stats import RunLogger, StatsCollector, scalar_entry
+from medgan_core.utils.images import image_grid, images_to_uint8, uint8_to_float
 from medgan_core.utils.io import atomic_write, save_png
 
 GRID_SHAPE = (8, 4)  # images per row, rows of reals.png / fakes*.png
@@ -125,22 +126,6 @@ def build_phases(config: dict, G, D) -> list[Phase]:
             phases.append(Phase(name + "main", module, opt, 1))
             phases.append(Phase(name + "reg", module, opt, reg_interval))
     return phases
-
-
-def images_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] float in [-1, 1] -> uint8 [N, H, W, C] (x * 127.5 + 128, clamped, rounded down)."""
-    images = (images.detach() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return images.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """uint8 [N, H, W, C] -> one uint8 [rows * H, cols * W, C] grid (missing cells black)."""
-    n, h, w, c = images.shape
-    rows = -(-n // cols)
-    grid = np.zeros([rows * h, cols * w, c], dtype=np.uint8)
-    for i in range(n):
-        grid[(i // cols) * h : (i // cols + 1) * h, (i % cols) * w : (i % cols + 1) * w] = images[i]
-    return grid
 
 
 def memory_stats(device: torch.device) -> dict[str, dict]:
@@ -297,7 +282,7 @@ def training_loop(
         while True:
             # fetch one iteration's reals (per rank) and latents (per phase), split into batch_gpu rounds
             real_img, real_c = next(data_iter)
-            real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
+            real_img = uint8_to_float(real_img.to(device)).split(batch_gpu)
             real_c = real_c.to(device).split(batch_gpu)
             local_batch = batch_size // world
             all_gen_z = torch.randn([len(phases) * local_batch, G.z_dim], device=device)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medgan_core.data.images import DatasetError
 from medgan_core.evaluation.images import load_images
 
 
@@ -52,7 +53,7 @@ def test_mixed_sizes_name_both_files(tmp_path):
     (tmp_path / "set").mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "set" / "a.png")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "set" / "b.png")
-    with pytest.raises(ValueError, match=r"a\.png.*b\.png"):
+    with pytest.raises(DatasetError, match=r"b\.png: 1x16x16 .* differs from the majority's 1x8x8"):
         load_images(tmp_path / "set")
 
 
@@ -64,7 +65,7 @@ def test_sixteen_bit_images_are_refused_not_clipped(tmp_path):
 
 
 def test_missing_or_empty_sets_say_what_to_give(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a folder or a zip"):
+    with pytest.raises(DatasetError, match="not a folder or a zip"):
         load_images(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images found"):
