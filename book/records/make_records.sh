@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Make the book's recorded runs with the project's own `medgan train`, from a clean clone of one commit.
+#
+#   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 64x64 MNI slices, 50 kimg, FRD per snapshot
+#   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds (+ transfer source)
+#
+# COMMIT defaults to HEAD. The clone, data and full run folders live in $MEDGAN_RECORD_WORK (default
+# /tmp/medgan-record-<name>); what the book keeps is copied to book/records/<name>/ (written as <name>.tmp, then
+# renamed), with a README stating the command, commit, machine, threads and wall time. Never edit a record by hand.
+# Settings: MEDGAN_PYTHON (default .venv/bin/python), MEDGAN_RECORD_THREADS (default 1), MEDGAN_RECORD_KIMG and,
+# for the ablation, MEDGAN_RECORD_SEEDS (default "0 1 2").
+set -euo pipefail
+NAME="${1:?usage: make_records.sh training|ablation [COMMIT]}"
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+COMMIT="$(git -C "$REPO" rev-parse "${2:-HEAD}")"
+PY="${MEDGAN_PYTHON:-$REPO/.venv/bin/python}"
+THREADS="${MEDGAN_RECORD_THREADS:-1}"
+WORK="${MEDGAN_RECORD_WORK:-/tmp/medgan-record-$NAME}"
+DEST="$REPO/book/records/$NAME"
+COMMAND="bash book/records/make_records.sh $*"
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+git clone -q "$REPO" "$WORK/src"
+git -C "$WORK/src" checkout -q "$COMMIT"
+export PYTHONPATH="$WORK/src" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" MPLBACKEND=Agg PYTHONHASHSEED=0
+medgan() { "$PY" -c 'import sys; from medgan_core.cli import main; sys.argv[0] = "medgan"; main()' "$@"; }
+zip_of() {  # zip_of SLICES RESOLUTION -> prints the training zip (the chapters' own helper)
+    "$PY" -c 'import sys; from medgan_core.book.demo import training_set; print(training_set(sys.argv[1], sys.argv[2], int(sys.argv[3])))' \
+        "$1" "$WORK/data" "$2"
+}
+train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run, its console output kept as log.txt
+    local run_dir="$1" data="$2"
+    shift 2
+    mkdir -p "$run_dir"
+    echo "[record] $(date -u +%H:%M:%S) medgan train --run-dir $run_dir $*"
+    medgan train --outdir "$(dirname "$run_dir")" --run-dir "$run_dir" --data "$data" --device cpu --workers 0 \
+        --allocator default "$@" > "$run_dir/log.txt" 2>&1 || { tail -20 "$run_dir/log.txt"; exit 1; }
+}
+
+START=$(date +%s)
+medgan prep mni-brain --out "$WORK/data/mni-brain" --no-progress
+COMMON=(--batch 8 --beta1 0.9 --fp32 --map 2 --metrics frd256)
+rm -rf "$DEST.tmp"
+mkdir -p "$DEST.tmp"
+case "$NAME" in
+    training)
+        KIMG="${MEDGAN_RECORD_KIMG:-50}"
+        DATA="$(zip_of "$WORK/data/mni-brain" 64)"
+        train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.1 --kimg "$KIMG" \
+            --tick 1 --snap 5 --aug ada --mirror --seed 0
+        "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights
+        NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
+channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot."
+        ;;
+    ablation)
+        KIMG="${MEDGAN_RECORD_KIMG:-4}"
+        SEEDS="${MEDGAN_RECORD_SEEDS:-0 1 2}"
+        DATA="$(zip_of "$WORK/data/mni-brain" 32)"
+        # Transfer source: FFHQ cannot be downloaded offline, so a short run on another embedded modality (the
+        # synthetic liver CT phantom's slices) stands in; its networks are exported without training state.
+        "$PY" -c 'import sys; from medgan_core.book.demo import write_ct_phantom as w; w(sys.argv[1])' "$WORK/data/phantom"
+        medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --no-progress
+        SOURCE_DATA="$(zip_of "$WORK/data/liver-ct" 32)"
+        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 \
+            --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
+        "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
+            "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
+        "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only
+        for seed in $SEEDS; do
+            for exp in 1 2 3 4; do
+                case "$exp" in
+                    1) opts=(--aug noaug) ;;
+                    2) opts=(--aug noaug --resume "$WORK/source-networks.safetensors") ;;
+                    3) opts=(--aug ada --mirror) ;;
+                    4) opts=(--aug ada --mirror --resume "$WORK/source-networks.safetensors") ;;
+                esac
+                run="exp$exp-seed$seed"
+                train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
+                    --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}"
+                "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only
+            done
+        done
+        NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,
+both) x seeds $SEEDS, $KIMG kimg each, FRD (frd256) on the final snapshot. Transfer source: the synthetic liver CT
+phantom (FFHQ is not available offline)."
+        ;;
+    *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;
+esac
+"$PY" -m medgan_core.book.records readme "$DEST.tmp" --command "$COMMAND" --commit "$COMMIT" --threads "$THREADS" \
+    --seconds "$(( $(date +%s) - START ))" --note "$NOTE"
+rm -rf "$DEST"
+mv "$DEST.tmp" "$DEST"
+echo "[record] $NAME written to $DEST"

@@ -1,0 +1,127 @@
+"""Recorded training runs for the book: what `medgan train` wrote, copied into `book/records/<name>/`.
+
+A record is made by `book/records/make_records.sh` from a clean clone of one commit and is never edited by hand.
+Each run folder keeps the trainer's own files (stats.jsonl, training_options.json, log.txt, image grids,
+metric-*.jsonl, best.json) and, where asked, the final G_ema as safetensors. The record's README.md states the
+exact command, commit, machine, threads and wall time.
+
+    python -m medgan_core.book.records collect RUN_DIR DEST [--weights]
+    python -m medgan_core.book.records readme RECORD_DIR --command ... --commit ... --threads N --seconds S
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+KEEP = ("stats.jsonl", "training_options.json", "log.txt", "best.json", "reals.png", "fakes_init.png")
+MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
+
+
+def final_snapshot(run_dir: str | Path) -> Path:
+    """The last network-snapshot-*.safetensors of a run folder."""
+    snapshots = sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))
+    if not snapshots:
+        raise FileNotFoundError(f"{run_dir}: no network-snapshot-*.safetensors; did the training finish?")
+    return snapshots[-1]
+
+
+def export_g_ema(snapshot: str | Path, dest: str | Path) -> Path:
+    """Only G_ema of a training snapshot, as our safetensors checkpoint (refused above 5 MB)."""
+    from medgan_core.checkpoint import load_network, save_checkpoint
+
+    loaded = load_network(snapshot)
+    dest = Path(dest)
+    save_checkpoint(dest, {"G_ema": loaded["G_ema"]}, record={"exported_from": Path(snapshot).name})
+    size = dest.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        dest.unlink()
+        raise ValueError(f"{dest}: G_ema is {size / 2**20:.1f} MB, over the records' 5 MB; use a smaller network")
+    return dest
+
+
+def collect(run_dir: str | Path, dest: str | Path, weights: bool = False, all_grids: bool = True) -> Path:
+    """Copy a finished run's own files into `dest` (the final grid only unless `all_grids`)."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    grids = sorted(run_dir.glob("fakes[0-9]*.png"))
+    names = [p.name for p in (grids if all_grids else grids[-1:])] + list(KEEP)
+    names += [p.name for p in sorted(run_dir.glob("metric-*.jsonl"))]
+    for name in names:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, dest / name)
+    if weights:
+        export_g_ema(final_snapshot(run_dir), dest / "G_ema.safetensors")
+    return dest
+
+
+def machine() -> str:
+    """CPU model and core count of this machine, in words."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import os
+
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def write_readme(record: str | Path, command: str, commit: str, threads: int, seconds: float, note: str = "") -> Path:
+    """README.md of a record: how it was made (command, commit, machine, threads, wall time) and its runs."""
+    record = Path(record)
+    runs = sorted(p.name for p in record.iterdir() if p.is_dir())
+    lines = [
+        f"# Record `{record.name}`",
+        "",
+        "Made by `book/records/make_records.sh` from a clean clone of the commit below; never edited by hand.",
+        "Regenerate it with the command (it replaces this folder).",
+        "",
+        f"- command: `{command}`",
+        f"- commit: `{commit}`",
+        f"- machine: {machine()} (shared with other work while this ran)",
+        f"- threads: {threads} (OMP_NUM_THREADS, per training process)",
+        f"- wall time: {seconds / 60:.1f} min",
+        f"- runs: {', '.join(runs)}",
+    ]
+    if note:
+        lines += ["", note]
+    path = record / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    (record / "record.json").write_text(
+        json.dumps(dict(command=command, commit=commit, threads=threads, seconds=round(seconds, 1), runs=runs))
+    )
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medgan_core.book.records")
+    sub = parser.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("run_dir")
+    c.add_argument("dest")
+    c.add_argument("--weights", action="store_true")
+    c.add_argument("--final-grid-only", action="store_true")
+    r = sub.add_parser("readme")
+    r.add_argument("record")
+    r.add_argument("--command", required=True)
+    r.add_argument("--commit", required=True)
+    r.add_argument("--threads", type=int, required=True)
+    r.add_argument("--seconds", type=float, required=True)
+    r.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    if args.what == "collect":
+        collect(args.run_dir, args.dest, weights=args.weights, all_grids=not args.final_grid_only)
+    else:
+        write_readme(args.record, args.command, args.commit, args.threads, args.seconds, args.note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
