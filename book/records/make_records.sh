@@ -23,6 +23,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 git clone -q "$REPO" "$WORK/src"
 git -C "$WORK/src" checkout -q "$COMMIT"
+cd "$WORK"  # `python -c` puts the current folder first on sys.path: never the working tree's package
 export PYTHONPATH="$WORK/src" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" MPLBACKEND=Agg PYTHONHASHSEED=0
 medgan() { "$PY" -c 'import sys; from medgan_core.cli import main; sys.argv[0] = "medgan"; main()' "$@"; }
 zip_of() {  # zip_of SLICES RESOLUTION -> prints the training zip (the chapters' own helper)
