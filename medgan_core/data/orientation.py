@@ -26,18 +26,28 @@ import SimpleITK as sitk
 CANONICAL_ORIENTATION = "LPS"
 
 
-def orientation_code(image: sitk.Image) -> str:
-    """Three-letter code (DICOM convention: the direction each index axis i, j, k points to), e.g. 'LPS'."""
-    if image.GetDimension() != 3:
-        raise ValueError(f"orientation codes need a 3-D image, got {image.GetDimension()}-D")
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+def orientation_code(direction) -> str:
+    """Three-letter code of 9 LPS+ direction cosines (row-major 3x3, columns = index axes i, j, k), e.g. 'LPS'.
+
+    DICOM convention, as SimpleITK's DICOMOrientImageFilter.GetOrientationFromDirectionCosines: each letter is
+    the patient direction (R/L, A/P, I/S) its index axis points to, the axis its cosine is largest along.
+    """
+    matrix = np.asarray(direction, dtype=np.float64)
+    if matrix.size != 9:
+        raise ValueError(f"orientation codes need 9 direction cosines (a 3-D grid), got {matrix.size}")
+    ends = ("RL", "AP", "IS")  # (negative, positive) end of the LPS+ axes x, y, z
+    code = ""
+    for column in matrix.reshape(3, 3).T:
+        axis = int(np.abs(column).argmax())
+        code += ends[axis][int(column[axis] > 0)]
+    return code
 
 
 def to_canonical(image: sitk.Image) -> sitk.Image:
     """Permute and flip the voxel grid of a 3-D image so its index axes point to L, P and S (no resampling)."""
     if image.GetDimension() != 3:
         raise ValueError(f"reorientation needs a 3-D image, got {image.GetDimension()}-D")
-    if orientation_code(image) == CANONICAL_ORIENTATION:
+    if orientation_code(image.GetDirection()) == CANONICAL_ORIENTATION:
         return image
     return sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
 

@@ -1,11 +1,22 @@
-"""Run a recipe over a source folder: slices -> anonymous PNGs, an index, a failure summary.
+"""Run a recipe over a source folder: slices -> anonymous PNGs, an index, a summary of failures and notes.
 
-Outputs in `out/`: ``<source hash>[_f<frame>]_s<slice>.png`` (8-bit, no metadata) and ``index.csv`` with the
-columns source_hash, frame, slice, output, recipe. Every file is written to a temporary name and renamed when
-complete. A rerun skips sources whose rows are in index.csv with every PNG present. Sources are read in order
-by the calling thread while `workers` threads encode and write PNGs (zlib and numpy release the GIL, so the
-threads run in parallel); results are gathered in source order, so the outputs and the index do not depend on
-the number of workers.
+Outputs in `out/`: ``<source id>[_f<frame>]_s<slice>.png`` (8-bit, no metadata) and ``index.csv`` with the
+columns source_id, frame, slice, output, recipe, input_digest, png_sha256. The source id is keyed (see
+`medgan_core.data.naming`): nothing under `out/` names a source path or lets anyone test a guessed one.
+
+After a run `out/` holds exactly the slices of this run's sources, each listed in index.csv:
+
+- a source is reused only when its input digest (a keyed hash of its files, its mask's files and the recipe's
+  settings) is unchanged and each of its PNGs still has the SHA-256 recorded in the index; otherwise it is made
+  anew (a fixed mask, a changed manifest, a truncated PNG);
+- outputs of sources no longer produced (removed from --src, cut by --limit, failed now) are deleted, as are
+  temporaries left by a killed run;
+- one folder holds one recipe: a second recipe is refused (`medgan dataset` packs the whole folder, and two
+  recipes differ in modality and size).
+
+Every file is written to a temporary name and renamed when complete. Sources are read in order by the calling
+thread while `workers` threads encode and write the previous source's PNGs (zlib and numpy release the GIL);
+results are gathered in source order, so outputs and index do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -13,68 +24,109 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import logging
+import re
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from medgan_core.data import naming
+from medgan_core.data.readers import DataWarning
 from medgan_core.data.recipes import Recipe, WorkItem, output_name
-from medgan_core.utils.io import atomic_write, save_png
+from medgan_core.utils.io import atomic_write, png_bytes
 
 logger = logging.getLogger("medgan_core.data")
 
 INDEX_NAME = "index.csv"
-INDEX_COLUMNS = ("source_hash", "frame", "slice", "output", "recipe")
+INDEX_COLUMNS = ("source_id", "frame", "slice", "output", "recipe", "input_digest", "png_sha256")
+LEGACY_COLUMNS = ("source_hash", "frame", "slice", "output", "recipe")  # before keyed names: never reused
+PREP_FORMAT = "2"  # part of every input digest: bump when a code change alters the PNGs of unchanged inputs
+OUTPUT_PATTERN = re.compile(r"[0-9a-f]{8,16}(_f\d+)?_s\d{4,}\.png")
+TEMPORARY_PATTERN = re.compile(r"\..+\.tmp")  # utils.io.atomic_write's temporaries
+LOCK_NAME = ".medgan-prep.lock"
 CHECKPOINT_EVERY_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceNote:
+    """A failure or a note about one source: `text` names paths relative to --src, `anonymous` does not."""
+
+    source_id: str
+    relative: str
+    text: str
+    anonymous: str
+
+    def shown(self, show_paths: bool) -> str:
+        return f"{self.relative}: {self.text}" if show_paths else f"{self.source_id}: {self.anonymous}"
 
 
 @dataclasses.dataclass
 class PrepReport:
-    """What a run made: counts, every failure (relative path, reason), and how it compares with the paper."""
+    """What a run made, reused and removed, every failure and note, and how it compares with the manifest."""
 
     recipe: str
     sources: int = 0
     made: int = 0
-    skipped: int = 0
-    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    reused: int = 0
+    dropped: int = 0  # slices the selection left out, in the sources read by this run
+    removed: int = 0  # stale outputs deleted
+    failures: list[SourceNote] = dataclasses.field(default_factory=list)
+    notes: list[SourceNote] = dataclasses.field(default_factory=list)
     expected: int | None = None
     expected_label: str = "the paper's count"
+    expected_dropped: int | None = None
+    key_message: str | None = None
+    show_paths: bool = False
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
-        return self.made + self.skipped
+        return self.made + self.reused
 
     @property
     def matches_expected(self) -> bool | None:
         return None if self.expected is None else self.total == self.expected
 
     def summary(self) -> str:
-        lines = [
-            f"{self.recipe}: {self.total} slices from {self.sources} sources "
-            f"({self.made} made, {self.skipped} already done) in {self.seconds:.1f} s"
-        ]
+        lines = [self.key_message] if self.key_message else []
+        lines.append(
+            f"{self.recipe}: {self.total} slices from {self.sources} sources ({self.made} made, {self.reused} "
+            f"reused, {self.dropped} dropped by the slice selection, {self.removed} stale removed) "
+            f"in {self.seconds:.1f} s"
+        )
         if self.expected is not None:
             verdict = "matches" if self.matches_expected else "does NOT match"
             lines.append(f"manifest expects {self.expected:,} ({self.expected_label}): {verdict}")
-        if self.failures:
-            lines.append(f"{len(self.failures)} source(s) failed:")
-            lines += [f"  {path}: {reason}" for path, reason in self.failures]
+        if self.expected_dropped is not None and self.made == self.total:  # every source read: dropped is whole
+            verdict = "matches" if self.dropped == self.expected_dropped else "does NOT match"
+            lines.append(f"manifest expects {self.expected_dropped:,} dropped: {verdict}")
+        for title, entries in ((f"{len(self.notes)} note(s):", self.notes), (None, self.failures)):
+            title = title or f"{len(self.failures)} source(s) failed:"
+            lines += [title] + [f"  {entry.shown(self.show_paths)}" for entry in entries] if entries else []
+        if (self.notes or self.failures) and not self.show_paths:
+            lines.append(
+                "(sources are named by their anonymous id; rerun with --show-paths to see their paths, which may "
+                "hold patient names: keep that output private)"
+            )
         return "\n".join(lines)
 
 
 def read_index(out: Path) -> list[dict]:
-    path = out / INDEX_NAME
+    """The rows of out/index.csv (a pre-keyed-names index reads with its own columns; its rows are never reused)."""
+    path = Path(out) / INDEX_NAME
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and tuple(rows[0].keys()) != INDEX_COLUMNS:
-        raise ValueError(f"{path}: unexpected columns {tuple(rows[0].keys())}; move it away or use a new --out")
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    if tuple(reader.fieldnames or ()) not in (INDEX_COLUMNS, LEGACY_COLUMNS):
+        raise ValueError(f"{path}: unexpected columns {reader.fieldnames}; move it away or use a new --out")
     return rows
 
 
@@ -87,30 +139,13 @@ def write_index(out: Path, rows: list[dict]) -> None:
         f.write(buffer.getvalue())
 
 
-def _finished_sources(out: Path, recipe: str) -> dict[str, list[dict]]:
-    """Rows of index.csv grouped by source hash, kept only where every listed PNG exists (same recipe)."""
-    grouped: dict[str, list[dict]] = {}
-    for row in read_index(out):
-        grouped.setdefault(row["source_hash"], []).append(row)
-    return {
-        key: rows
-        for key, rows in grouped.items()
-        if all(r["recipe"] == recipe and (out / r["output"]).is_file() for r in rows)
-    }
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """A work item with its keyed id and input digest."""
 
-
-def _failure_reason(exc: BaseException, root: Path | None = None) -> str:
-    """One line: exception type and first message line, paths under `root` shortened to relative ones."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if root is not None:
-        text = text.replace(f"{root}/", "")
-    return f"{type(exc).__name__}: {text}"[:300]
-
-
-def _remove_quietly(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    item: WorkItem
+    source_id: str
+    digest: str
 
 
 def run_prep(
@@ -120,9 +155,13 @@ def run_prep(
     workers: int = 1,
     limit: int | None = None,
     progress: bool = True,
+    key_file: str | Path | None = None,
+    show_paths: bool = False,
 ) -> PrepReport:
     """Run `recipe` over `src`, writing PNGs and index.csv to `out`. `limit` keeps the first N sources.
 
+    key_file: the naming key (see `medgan_core.data.naming`; default: $MEDGAN_KEY_FILE, then the user's config
+    folder). show_paths: name sources by their path in the summary instead of their anonymous id.
     Failures (unreadable files, NaNs, wrong dimensionality, missing masks, ...) are collected per source; the
     other sources go on. A failed source leaves none of its PNGs behind.
     """
@@ -131,102 +170,268 @@ def run_prep(
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    items = recipe.discover(src)
-    src_root = Path(src) if src is not None else None
-    if limit is not None:
-        items = items[: max(0, int(limit))]
-    hashes: dict[str, str] = {}
-    for item in items:
-        other = hashes.setdefault(item.source_hash, item.relative)
-        if other != item.relative:
-            raise ValueError(f"source hash collision between {other} and {item.relative}; rename one of them")
-
-    report = PrepReport(recipe.name, len(items), expected=recipe.expected_count, expected_label=recipe.expected_label)
-    finished = _finished_sources(out, recipe.name)
-    rows_by_item: list[list[dict] | None] = [None] * len(items)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medgan-png") if workers > 1 else None
-    pending: list[tuple[int, WorkItem, list[tuple[Path, Future | None]], list[dict]]] = []
-    last_checkpoint = time.monotonic()
-    queued = 0  # slices handed to the writers so far (progress display)
-
-    def settle(entry) -> None:
-        index, item, writes, rows = entry
-        error = None
-        for _path, future in writes:
-            try:
-                if future is not None:
-                    future.result()
-            except Exception as exc:  # disk full, permissions: the source fails, the run goes on
-                error = error or exc
-        if error is not None:
-            _remove_quietly([path for path, _ in writes])
-            report.failures.append((item.relative, _failure_reason(error, src_root)))
-            logger.warning("failed %s (%s): %s", item.source_hash, item.relative, _failure_reason(error, src_root))
-            return
-        rows_by_item[index] = rows
-        report.made += len(rows)
-
-    def checkpoint() -> None:
-        write_index(out, [row for rows in rows_by_item if rows for row in rows])
-
-    bar = tqdm(total=len(items), desc=f"prep {recipe.name}", unit="scan", disable=not progress)
-    try:
-        for index, item in enumerate(items):
-            key = item.source_hash
-            if key in finished:
-                rows_by_item[index] = finished[key]
-                report.skipped += len(finished[key])
-                bar.update(1)
-                continue
-            try:
-                slices = recipe.process(item)
-            except Exception as exc:  # bad input: listed in the summary, the run goes on
-                report.failures.append((item.relative, _failure_reason(exc, src_root)))
-                logger.warning("failed %s (%s): %s", key, item.relative, _failure_reason(exc, src_root))
-                bar.update(1)
-                continue
-            rows, writes = [], []
-            for frame, slice_index, render in slices:
-                name = output_name(key, frame, slice_index)
-                path = out / name
-                if pool is not None:
-                    writes.append((path, pool.submit(_write, render, path)))
-                else:
-                    try:
-                        _write(render, path)
-                        writes.append((path, None))
-                    except Exception as exc:
-                        writes.append((path, _failed_future(exc)))
-                        break
-                frame_text = "" if frame is None else str(frame)
-                rows.append(dict(zip(INDEX_COLUMNS, (key, frame_text, slice_index, name, recipe.name))))
-            pending.append((index, item, writes, rows))
-            queued += len(rows)
-            while len(pending) > 1:  # keep one source in flight while the next is read
-                settle(pending.pop(0))
-            bar.update(1)
-            bar.set_postfix(slices=queued + report.skipped)
-            if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
-                while pending:
-                    settle(pending.pop(0))
-                checkpoint()
-                last_checkpoint = time.monotonic()
-        while pending:
-            settle(pending.pop(0))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        checkpoint()
+    key = naming.resolve_key(key_file, out, public_sources=recipe.inputs.get("kind") == "bundled")
+    report = PrepReport(
+        recipe.name,
+        expected=recipe.expected_count,
+        expected_label=recipe.expected_label,
+        expected_dropped=recipe.expected_dropped,
+        key_message=key.message(),
+        show_paths=show_paths,
+    )
+    with _only_run_in(out):
+        _remove_temporaries(out)
+        previous = read_index(out)
+        _refuse_other_recipes(previous, recipe.name, out)
+        sources = _list_sources(recipe, src, limit, key, report)
+        reused = _verified_rows(previous, sources, out)
+        report.removed = _remove_outputs_except(out, previous, reused)
+        _make_slices(recipe, sources, reused, src, out, workers, report, progress)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _write(render: Callable[[], object], path: Path) -> None:
-    save_png(render(), path)
+# -- before the work: one run per folder, no leftovers, what can be reused ------------------------------------------
 
 
-def _failed_future(exc: BaseException) -> Future:
-    future: Future = Future()
-    future.set_exception(exc)
-    return future
+@contextlib.contextmanager
+def _only_run_in(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `out` (released by the OS if the process dies), so cleaning up is safe."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one run per folder is then up to the user
+        yield
+        return
+    lock_path = out / LOCK_NAME
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{out}: another medgan prep is writing to this folder; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Temporaries of a run that was killed (nothing else writes here while we hold the lock)."""
+    for path in out.iterdir():
+        if TEMPORARY_PATTERN.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _refuse_other_recipes(previous: list[dict], recipe: str, out: Path) -> None:
+    others = sorted({row["recipe"] for row in previous} - {recipe})
+    if others:
+        raise ValueError(
+            f"{out} holds the slices of recipe {', '.join(others)} (see its {INDEX_NAME}); one folder holds one "
+            f"recipe (medgan dataset packs the whole folder): give {recipe} its own --out"
+        )
+
+
+def _list_sources(recipe: Recipe, src, limit: int | None, key: naming.NamingKey, report: PrepReport) -> list[_Source]:
+    """The recipe's work items (first `limit`) with keyed ids and input digests; discovery notes go to `report`."""
+    src_root = Path(src) if src is not None else None
+    with _data_warnings() as caught:
+        items = recipe.discover(src)
+    for message, path in caught:
+        relative = _relative_to(path, src_root)
+        note = _note(naming.source_id(key, relative), relative, message, src_root, [(relative, "<file>")])
+        report.notes.append(note)
+    items = items if limit is None else items[: max(0, int(limit))]
+    sources, seen = [], {}
+    for item in items:
+        source_id = naming.source_id(key, item.relative)
+        if seen.setdefault(source_id, item.relative) != item.relative:
+            raise ValueError(f"two sources share the name {source_id}: {seen[source_id]} and {item.relative}")
+        settings = f"{PREP_FORMAT}\n{recipe.settings_text(item)}"
+        try:
+            digest = naming.input_digest(key, settings, recipe.input_files(item))
+        except OSError:  # unreadable: never reused, and reading it fails with the file's name
+            digest = ""
+        sources.append(_Source(item, source_id, digest))
+    report.sources = len(sources)
+    return sources
+
+
+def _verified_rows(previous: list[dict], sources: list[_Source], out: Path) -> dict[str, list[dict]]:
+    """Index rows to keep, by source id: same input digest, and every PNG with its recorded SHA-256."""
+    rows_of: dict[str, list[dict]] = {}
+    for row in previous:
+        rows_of.setdefault(row.get("source_id", ""), []).append(row)
+    verified = {}
+    for source in sources:
+        rows = rows_of.get(source.source_id, [])
+        if rows and all(r["input_digest"] == source.digest and _png_intact(out / r["output"], r) for r in rows):
+            verified[source.source_id] = rows
+    return verified
+
+
+def _png_intact(path: Path, row: dict) -> bool:
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == row["png_sha256"]
+
+
+def _remove_outputs_except(out: Path, previous: list[dict], reused: dict[str, list[dict]]) -> int:
+    """Delete every output of an earlier run that is not reused (index rows and stray prep-named PNGs)."""
+    keep = {row["output"] for rows in reused.values() for row in rows}
+    listed = {row["output"] for row in previous}
+    stray = {p.name for p in out.iterdir() if OUTPUT_PATTERN.fullmatch(p.name)}
+    removed = 0
+    for name in sorted((listed | stray) - keep):
+        path = out / name
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed
+
+
+# -- the work: read each source in order, write its PNGs on the writer threads -------------------------------------
+
+
+def _make_slices(recipe, sources, reused, src, out: Path, workers: int, report: PrepReport, progress: bool) -> None:
+    """Plan each source on this thread while `workers` threads write the previous one's PNGs; keep index.csv
+    current (every CHECKPOINT_EVERY_S seconds and at the end, also when interrupted)."""
+    done = {n: reused[s.source_id] for n, s in enumerate(sources) if s.source_id in reused}  # position -> rows
+    report.reused = sum(len(rows) for rows in done.values())
+    in_flight: list[_Writing] = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medgan-png")
+    bar = tqdm(total=len(sources), desc=f"prep {recipe.name}", unit="scan", disable=not progress)
+    last_checkpoint = time.monotonic()
+    try:
+        for position, source in enumerate(sources):
+            if position not in done:
+                slices = _plan(recipe, source, src, report)
+                if slices is not None:
+                    in_flight.append(_Writing.start(pool, position, source, slices, out, recipe.name))
+            while len(in_flight) > 1:  # one source in flight while the next one is read
+                _settle(in_flight.pop(0), done, report)
+            bar.update(1)
+            if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
+                while in_flight:
+                    _settle(in_flight.pop(0), done, report)
+                write_index(out, [row for _, rows in sorted(done.items()) for row in rows])
+                last_checkpoint = time.monotonic()
+        while in_flight:
+            _settle(in_flight.pop(0), done, report)
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)  # interrupted: queued writes are cancelled
+        while in_flight:
+            _settle(in_flight.pop(0), done, report)
+        write_index(out, [row for _, rows in sorted(done.items()) for row in rows])
+
+
+def _plan(recipe: Recipe, source: _Source, src, report: PrepReport) -> list | None:
+    """The source's planned slices, or None when it fails; its failure and notes go to `report`."""
+    item, src_root = source.item, Path(src) if src is not None else None
+    named = [(item.path, "<source>")] + ([(item.mask, "<mask>")] if item.mask is not None else [])
+    named += [(path, "<source file>") for _label, path in recipe.input_files(item)]  # e.g. an .mhd's .raw file
+    replacements = [(text, tag) for path, tag in named for text in (str(path), _relative_to(path, src_root))]
+    plan = error = None
+    with _data_warnings() as caught:
+        try:
+            plan = recipe.plan(item)
+        except Exception as exc:  # bad input: listed in the summary, the run goes on
+            error = exc
+    for message, _path in caught:
+        report.notes.append(_note(source.source_id, item.relative, message, src_root, replacements))
+    if error is not None:
+        failure = _note(source.source_id, item.relative, _describe(error), src_root, replacements)
+        report.failures.append(failure)
+        logger.warning("failed %s", failure.shown(False))
+        return None
+    report.dropped += plan.dropped
+    return plan.slices
+
+
+@dataclasses.dataclass
+class _Writing:
+    """One source's PNGs being written: its index rows and, per PNG, a future giving the PNG's SHA-256."""
+
+    position: int
+    source: _Source
+    paths: list[Path]
+    rows: list[dict]
+    futures: list[Future]
+
+    @classmethod
+    def start(cls, pool, position: int, source: _Source, slices, out: Path, recipe: str) -> _Writing:
+        paths, rows, futures = [], [], []
+        for frame, slice_index, render in slices:
+            name = output_name(source.source_id, frame, slice_index)
+            paths.append(out / name)
+            futures.append(pool.submit(_write_png, render, out / name))
+            frame_text = "" if frame is None else str(frame)
+            values = (source.source_id, frame_text, slice_index, name, recipe, source.digest, "")
+            rows.append(dict(zip(INDEX_COLUMNS, values)))
+        return cls(position, source, paths, rows, futures)
+
+
+def _settle(writing: _Writing, done: dict[int, list[dict]], report: PrepReport) -> None:
+    """Wait for a source's PNGs: all written -> its rows are done; any error -> its PNGs go and it failed."""
+    error = None
+    for row, future in zip(writing.rows, writing.futures):
+        try:
+            row["png_sha256"] = future.result()
+        except Exception as exc:  # disk full, permissions, interrupted: the source fails, the run goes on
+            error = error or exc
+    if error is None:
+        done[writing.position] = writing.rows
+        report.made += len(writing.rows)
+        return
+    for path in writing.paths:
+        path.unlink(missing_ok=True)
+    failure = _note(writing.source.source_id, writing.source.item.relative, _describe(error), None, [])
+    report.failures.append(failure)
+    logger.warning("failed %s", failure.shown(False))
+
+
+def _write_png(render: Callable[[], object], path: Path) -> str:
+    """Render one slice and write it atomically; returns the SHA-256 of the PNG bytes."""
+    data = png_bytes(render())
+    with atomic_write(path, durable=False) as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- messages without source paths -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _data_warnings() -> Iterator[list[tuple[str, Path | None]]]:
+    """Collect the DataWarnings raised inside as (message, file it names); other warnings pass on as usual."""
+    collected: list[tuple[str, Path | None]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield collected
+    for warning in caught:
+        if issubclass(warning.category, DataWarning):
+            collected.append((str(warning.message), getattr(warning.message, "path", None)))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else type(exc).__name__}"[:300]
+
+
+def _relative_to(path: Path | None, root: Path | None) -> str:
+    if path is None:
+        return "?"
+    with contextlib.suppress(ValueError, TypeError):
+        return Path(path).relative_to(root).as_posix()
+    return str(path)
+
+
+def _note(source_id: str, relative: str, text: str, src_root: Path | None, replacements) -> SourceNote:
+    """A SourceNote: `text` with --src's prefix removed, and an anonymous copy with each replacement made (longest
+    first) and file names inside a replaced folder hidden."""
+    if src_root is not None:
+        text = text.replace(f"{src_root.resolve()}/", "").replace(f"{src_root}/", "")
+    anonymous = text
+    for old, new in sorted(replacements, key=lambda pair: -len(pair[0])):
+        anonymous = anonymous.replace(old, new)
+    anonymous = re.sub(r"(<source>|<mask>|<file>)/[^\s:,]+", r"\1/...", anonymous)  # names inside a folder
+    return SourceNote(source_id, relative, text, anonymous)

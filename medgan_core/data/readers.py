@@ -10,13 +10,14 @@ Every reader returns ``(array, meta)`` like MONAI's loaders:
 
 DICOM pixel values go through the modality LUT (RescaleSlope/RescaleIntercept: CT in Hounsfield units) and
 MONOCHROME1 images are inverted so that higher values are always brighter. `ImageMeta` never carries patient
-identifiers: the source is known only by a hash of its path relative to the dataset root.
+identifiers, nor the file's path. Odd but harmless input (a README.txt in a DICOM series folder) is skipped with
+a `DataWarning` naming the file; the prep pipeline turns these into notes in its summary.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import warnings
 import zlib
 from pathlib import Path
 
@@ -25,7 +26,6 @@ import SimpleITK as sitk
 
 from medgan_core.data.orientation import (
     Geometry,
-    image_from_array,
     orient_voxels,
     orientation_code,
     ras_affine_to_lps,
@@ -41,6 +41,14 @@ class ReadError(ValueError):
     """A file that cannot be read as a medical image; the message names the file and the reason."""
 
 
+class DataWarning(UserWarning):
+    """Input that is odd but does not stop the work (a skipped file, a mask without its label); names the file."""
+
+    def __init__(self, path: str | Path, text: str):
+        super().__init__(f"{path}: {text}")
+        self.path = Path(path)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageMeta:
     """What a reader knows about an image besides its pixels (no patient identifiers, ever).
@@ -51,7 +59,6 @@ class ImageMeta:
     when the file carries no geometry (radiographs, PNG), in which case pixels stay as stored.
     """
 
-    source_hash: str
     format: str
     shape: tuple[int, ...]
     spacing_mm: tuple[float, ...]
@@ -68,24 +75,11 @@ class ImageMeta:
         return dataclasses.asdict(self)
 
 
-def hash_relative_path(relative: str) -> str:
-    """8 hex digits of SHA-256 of a POSIX relative path: the anonymous, deterministic name of a source."""
-    return hashlib.sha256(relative.encode("utf-8")).hexdigest()[:8]
-
-
-def source_hash(path: str | Path, root: str | Path | None = None) -> str:
-    """`hash_relative_path` of `path` relative to `root` (of its file name alone when no root is given)."""
-    path = Path(path)
-    return hash_relative_path(path.relative_to(root).as_posix() if root is not None else path.name)
-
-
 def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
     return path.name.lower().endswith(suffixes)
 
 
-def read_image(
-    path: str | Path, root: str | Path | None = None, modality: str | None = None, reorient: str = "canonical"
-):
+def read_image(path: str | Path, modality: str | None = None, reorient: str = "canonical"):
     """Read any supported file (or a DICOM series folder); dispatches on the suffix. Returns (array, meta).
 
     reorient (NIfTI, MetaImage, NRRD): 'canonical' (LPS+, the default), 'in-plane' (keep the stored slice axis,
@@ -93,17 +87,17 @@ def read_image(
     """
     path = Path(path)
     if path.is_dir():
-        return read_dicom(path, root=root)
+        return read_dicom(path)
     if _has_suffix(path, NIFTI_SUFFIXES):
-        return read_nifti(path, root=root, modality=modality, reorient=reorient)
+        return read_nifti(path, modality=modality, reorient=reorient)
     if _has_suffix(path, METAIMAGE_SUFFIXES):
-        return read_metaimage(path, root=root, modality=modality, reorient=reorient)
+        return read_metaimage(path, modality=modality, reorient=reorient)
     if _has_suffix(path, (".nrrd",)):  # masks exported from 3D Slicer
-        return _read_itk(path, "nrrd", root, modality, reorient)
+        return _read_itk(path, "nrrd", modality, reorient)
     if _has_suffix(path, DICOM_SUFFIXES):
-        return read_dicom(path, root=root)
+        return read_dicom(path)
     if _has_suffix(path, PNG_SUFFIXES):
-        return read_png(path, root=root)
+        return read_png(path)
     expected = ".nii, .nii.gz, .mhd, .mha, .nrrd, .dcm, .png or a DICOM folder"
     raise ReadError(f"{path}: unknown image format (expected {expected})")
 
@@ -124,18 +118,15 @@ def _mode(reorient) -> str:
     return "none" if reorient is False else str(reorient)
 
 
-def _volume_meta(
-    geometry: Geometry, source_code: str, fmt: str, path: Path, root, modality, shape, channel_axis=None
-) -> ImageMeta:
+def _volume_meta(geometry: Geometry, source_code: str, fmt: str, modality, shape, channel_axis=None) -> ImageMeta:
     sx, sy, sz = geometry.spacing_xyz
     return ImageMeta(
-        source_hash=source_hash(path, root),
         format=fmt,
         shape=tuple(int(s) for s in shape),
         spacing_mm=(float(sz), float(sy), float(sx)),
         origin_lps_mm=tuple(float(o) for o in geometry.origin_xyz),
         direction=tuple(float(d) for d in geometry.direction),
-        orientation=sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(geometry.direction),
+        orientation=orientation_code(geometry.direction),
         source_orientation=source_code,
         modality=modality,
         is_hu=modality == "CT",
@@ -143,7 +134,7 @@ def _volume_meta(
     )
 
 
-def _read_itk(path: Path, fmt: str, root, modality, reorient: str = "canonical"):
+def _read_itk(path: Path, fmt: str, modality, reorient: str = "canonical"):
     if not path.is_file():
         raise ReadError(f"{path}: file not found")
     try:
@@ -155,25 +146,23 @@ def _read_itk(path: Path, fmt: str, root, modality, reorient: str = "canonical")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ReadError(f"{path}: vector pixels are not supported (store channels as a 4th axis)")
     if dimension == 3:
-        source_code = orientation_code(image)
+        source_code = orientation_code(image.GetDirection())
         array, geometry = _canonical_volume(image, reorient)
-        return array, _volume_meta(geometry, source_code, fmt, path, root, modality, array.shape)
+        return array, _volume_meta(geometry, source_code, fmt, modality, array.shape)
     if dimension == 4:
         size = list(image.GetSize())
         volumes, geometry = [], None
         for index in range(size[3]):
             volume = sitk.Extract(image, size[:3] + [0], [0, 0, 0, index])  # [X, Y, Z] of channel/frame `index`
-            source_code = orientation_code(volume)
+            source_code = orientation_code(volume.GetDirection())
             array, geometry = _canonical_volume(volume, reorient)
             volumes.append(array)
         stacked = np.stack(volumes)  # [C, Z, Y, X]
-        return stacked, _volume_meta(geometry, source_code, fmt, path, root, modality, stacked.shape, 0)
+        return stacked, _volume_meta(geometry, source_code, fmt, modality, stacked.shape, 0)
     raise ReadError(f"{path}: expected a 3-D or 4-D volume, got {dimension}-D")
 
 
-def read_nifti(
-    path: str | Path, root: str | Path | None = None, modality: str | None = None, reorient: str = "canonical"
-):
+def read_nifti(path: str | Path, modality: str | None = None, reorient: str = "canonical"):
     """NIfTI-1/2 (.nii, .nii.gz) -> ([Z, Y, X] or [C, Z, Y, X] canonical LPS+, meta).
 
     Read with nibabel (its sform/qform choice; scl_slope/scl_inter applied; a truncated file is an error, where
@@ -194,27 +183,22 @@ def read_nifti(
     if data.ndim not in (3, 4):
         raise ReadError(f"{path}: expected a 3-D or 4-D volume, got {data.ndim}-D {data.shape}")
     spacing, origin, direction = ras_affine_to_lps(image.affine)
-    source_code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
+    source_code = orientation_code(direction)
     volumes = [data.T] if data.ndim == 3 else [data[..., t].T for t in range(data.shape[3])]  # [K, J, I] each
     arrays = []
     for voxels in volumes:
         array, geometry = orient_voxels(voxels, spacing, origin, direction, _mode(reorient))
         arrays.append(array)
     array = arrays[0] if data.ndim == 3 else np.stack(arrays)
-    meta = _volume_meta(
-        geometry, source_code, "nifti", path, root, modality, array.shape, None if data.ndim == 3 else 0
-    )
-    return array, meta
+    return array, _volume_meta(geometry, source_code, "nifti", modality, array.shape, None if data.ndim == 3 else 0)
 
 
-def read_metaimage(
-    path: str | Path, root: str | Path | None = None, modality: str | None = None, reorient: str = "canonical"
-):
+def read_metaimage(path: str | Path, modality: str | None = None, reorient: str = "canonical"):
     """MetaImage (.mhd + .raw, or .mha) -> ([Z, Y, X] canonical LPS+, meta). SLIVER07 stores CT in HU."""
     path = Path(path)
     if path.suffix.lower() == ".mhd" and path.is_file():
         _check_metaimage_data(path)
-    return _read_itk(path, "metaimage", root, modality, reorient)
+    return _read_itk(path, "metaimage", modality, reorient)
 
 
 _MET_BYTES = {
@@ -231,15 +215,40 @@ _MET_BYTES = {
 }
 
 
-def _check_metaimage_data(header_path: Path) -> None:
-    """Name a missing or truncated .raw beside an .mhd header (ITK reports both as 'No such file')."""
+def _metaimage_fields(header_path: Path) -> dict[str, str]:
     fields = {}
     for line in header_path.read_text(encoding="latin-1").splitlines():
         key, sep, value = line.partition("=")
         if sep:
             fields[key.strip().lower()] = value.strip()
+    return fields
+
+
+def _metaimage_data_file(fields: dict[str, str]) -> str | None:
+    """The single data file an .mhd header names (None for LOCAL data, file lists and patterns)."""
     data_file = fields.get("elementdatafile", "")
     if not data_file or data_file.upper() in ("LOCAL", "LIST") or "%" in data_file:
+        return None
+    return data_file
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """Every file `read_image(path)` reads: a DICOM folder's files, an .mhd header and its data file, or `path`."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    if _has_suffix(path, (".mhd",)) and path.is_file():
+        data_file = _metaimage_data_file(_metaimage_fields(path))
+        if data_file and (path.parent / data_file).is_file():
+            return [path, path.parent / data_file]
+    return [path]
+
+
+def _check_metaimage_data(header_path: Path) -> None:
+    """Name a missing or truncated .raw beside an .mhd header (ITK reports both as 'No such file')."""
+    fields = _metaimage_fields(header_path)
+    data_file = _metaimage_data_file(fields)
+    if data_file is None:
         return
     raw = header_path.parent / data_file
     if not raw.is_file():
@@ -283,10 +292,24 @@ def _dicom_pixels(ds, path: Path) -> np.ndarray:
     return values.reshape(frames, values.shape[-2], values.shape[-1])
 
 
-def _dicom_files(path: Path) -> list[Path]:
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR")
+def _has_dicom_marker(path: Path) -> bool:
+    """True when the file carries 'DICM' after its 128-byte preamble, as every DICOM (PS3.10) file does."""
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files of a series folder. Other files (README.txt, thumbnails) are skipped with a DataWarning;
+    a file named .dcm or .dicom is always kept, so that a damaged one fails with its name."""
+    candidates = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR")
+    files, skipped = [], []
+    for file in sorted(candidates):
+        (files if _has_suffix(file, DICOM_SUFFIXES) or _has_dicom_marker(file) else skipped).append(file)
+    if skipped:
+        names = ", ".join(p.relative_to(folder).as_posix() for p in skipped[:5]) + (", ..." * (len(skipped) > 5))
+        warnings.warn(DataWarning(folder, f"skipped {len(skipped)} non-DICOM file(s): {names}"), stacklevel=3)
     if not files:
-        raise ReadError(f"{path}: folder holds no DICOM files")
+        raise ReadError(f"{folder}: folder holds no DICOM files ({len(skipped)} other files)")
     return files
 
 
@@ -303,7 +326,7 @@ def _load_datasets(files: list[Path]):
     return datasets
 
 
-def read_dicom(path: str | Path, root: str | Path | None = None):
+def read_dicom(path: str | Path):
     """A DICOM file or a folder holding one series -> ([Z, Y, X] float32, meta).
 
     Slices are sorted along the slice normal by ImagePositionPatient and reoriented to canonical LPS+. A file
@@ -334,7 +357,6 @@ def read_dicom(path: str | Path, root: str | Path | None = None):
         spacing = getattr(first, "PixelSpacing", None) or getattr(first, "ImagerPixelSpacing", None) or [1.0, 1.0]
         row_mm, col_mm = (float(s) or 1.0 for s in spacing)
         meta = ImageMeta(
-            source_hash=source_hash(path, root),
             format="dicom",
             shape=tuple(array.shape),
             spacing_mm=(1.0, row_mm, col_mm),
@@ -363,21 +385,17 @@ def read_dicom(path: str | Path, root: str | Path | None = None):
         slice_mm = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1.0)
     volume = np.concatenate([pixels[i] for i in order])  # [K, rows, cols]
     row_mm, col_mm = (float(s) for s in first.PixelSpacing)
-    direction = np.stack([row_dir, col_dir, normal], axis=1)  # columns: LPS+ directions of i (col), j (row), k
-    image = image_from_array(volume, (col_mm, row_mm, slice_mm), positions[order[0]], tuple(direction.ravel()))
-    source_code = orientation_code(image)
-    array, geometry = _canonical_volume(image)
-    meta = dataclasses.replace(
-        _volume_meta(geometry, source_code, "dicom", path, root, modality, array.shape), is_hu=is_hu
-    )
-    return array, dataclasses.replace(meta, photometric=photometric)
+    direction = tuple(np.stack([row_dir, col_dir, normal], axis=1).ravel())  # columns: i (col), j (row), k in LPS+
+    array, geometry = orient_voxels(volume, (col_mm, row_mm, slice_mm), tuple(positions[order[0]]), direction)
+    meta = _volume_meta(geometry, orientation_code(direction), "dicom", modality, array.shape)
+    return array, dataclasses.replace(meta, is_hu=is_hu, photometric=photometric)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # PNG
 
 
-def read_png(path: str | Path, root: str | Path | None = None):
+def read_png(path: str | Path):
     """PNG -> ([H, W] or [H, W, C] as stored: uint8 or uint16, meta). Palette images are expanded to RGB(A)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -392,7 +410,6 @@ def read_png(path: str | Path, root: str | Path | None = None):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ReadError(f"{path}: cannot read PNG ({type(exc).__name__}: {str(exc)[:160]})") from None
     meta = ImageMeta(
-        source_hash=source_hash(path, root),
         format="png",
         shape=tuple(array.shape),
         spacing_mm=(1.0, 1.0),

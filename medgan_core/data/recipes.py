@@ -2,8 +2,10 @@
 
 A manifest names where the inputs are (`inputs`), how to turn each into 8-bit slices (`preprocessing`) and the
 paper's output count (`paper.output_count`). `Recipe.discover` lists the work items of a source folder in a
-deterministic order; `Recipe.process` plans one item's slices ``[(frame, slice_index, render)]`` where
-``render()`` gives the uint8 [S, S] slice (`Recipe.render_all` renders them at once).
+deterministic order; `Recipe.plan` reads one item and plans its slices ``[(frame, slice_index, render)]``
+where ``render()`` gives the uint8 [S, S] slice, and counts the slices the selection dropped
+(`Recipe.render_all` renders them at once). Odd but usable input (a mask without a scan, a mask without the
+wanted labels) raises a `DataWarning` naming the file.
 The recipe reads every parameter from the manifest, so code and documentation cannot drift apart.
 
 Input kinds:
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +30,7 @@ import yaml
 
 from medgan_core.data import transforms
 from medgan_core.data.embedded import resolve
-from medgan_core.data.readers import NIFTI_SUFFIXES, ReadError, hash_relative_path, read_image
+from medgan_core.data.readers import NIFTI_SUFFIXES, DataWarning, ReadError, input_files, read_image
 
 MANIFEST_DIR = Path(os.environ.get("MEDGAN_MANIFESTS", Path(__file__).resolve().parents[2] / "data_manifests"))
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + (".mhd", ".mha", ".nrrd", ".dcm")
@@ -53,9 +57,13 @@ class WorkItem:
     frames: tuple[int, ...] | None = None  # 0-based frames of a 4-D time series (ACDC ED and ES)
     overrides: dict | None = None  # per-source preprocessing (bundled samples of several modalities)
 
-    @property
-    def source_hash(self) -> str:
-        return hash_relative_path(self.relative)
+
+@dataclasses.dataclass(frozen=True)
+class SlicePlan:
+    """One source's planned slices [(frame or None, slice index, render)] and how many the selection dropped."""
+
+    slices: list[tuple[int | None, int, Callable[[], np.ndarray]]]
+    dropped: int = 0
 
 
 def _stem(path: Path) -> str:
@@ -122,6 +130,7 @@ class Recipe:
         self.expected_count = paper.get("output_count")
         self.extra_count = paper.get("extra_output_count")
         self.expected_label = "not a paper figure" if paper.get("output_count_how") else "the paper's count"
+        self.expected_dropped = paper.get("dropped_count")  # slices the selection drops, where the manifest says
 
     @classmethod
     def from_name(cls, name: str) -> Recipe:
@@ -183,9 +192,13 @@ class Recipe:
         for path in sorted(images_dir.iterdir()):
             if path.name.startswith(".") or not (path.is_dir() or path.name.lower().endswith(VOLUME_SUFFIXES)):
                 continue
-            items.append(WorkItem(path.relative_to(src).as_posix(), path, mask=masks.get(_stem(path))))
+            items.append(WorkItem(path.relative_to(src).as_posix(), path, mask=masks.pop(_stem(path), None)))
         if not items:
             raise FileNotFoundError(f"{images_dir}: no scans found")
+        for mask in masks.values():  # left over: no scan of that name
+            warnings.warn(
+                DataWarning(mask, f"mask without a scan of the same name in {images_dir.name}/"), stacklevel=2
+            )
         return items
 
     # -- processing ---------------------------------------------------------------------------------------------
@@ -193,8 +206,17 @@ class Recipe:
     def item_params(self, item: WorkItem) -> dict:
         return {**self.params, **(item.overrides or {})}
 
-    def process(self, item: WorkItem) -> list[tuple[int | None, int, Callable[[], np.ndarray]]]:
-        """Read one source and plan its slices: [(frame or None, slice index, render)].
+    def input_files(self, item: WorkItem) -> list[tuple[str, Path]]:
+        """(label, path) of every file an item's slices depend on: the scan's files, then its mask's."""
+        files = [(f"scan/{p.name}", p) for p in input_files(item.path)]
+        return files + ([(f"mask/{p.name}", p) for p in input_files(item.mask)] if item.mask else [])
+
+    def settings_text(self, item: WorkItem) -> str:
+        """The recipe's settings for one item as canonical JSON (part of the item's input digest)."""
+        return json.dumps([self.name, self.item_params(item), item.frames], sort_keys=True, default=str)
+
+    def plan(self, item: WorkItem) -> SlicePlan:
+        """Read one source and plan its slices: [(frame or None, slice index, render)], plus the dropped count.
 
         `render()` returns the finished uint8 [size, size] slice. Reading, checks (dimensionality, NaNs, masks,
         sizes) and slice selection happen here, so bad input fails before anything is written; the per-slice
@@ -205,15 +227,21 @@ class Recipe:
         if meta.format == "png":
             array = transforms.to_grayscale(array)[None]  # [1, H, W]
         size, fit = int(params["size"]), params["fit"]
-        plan = []
+        slices, dropped = [], 0
         for frame, volume in self._split_volumes(array, params, item):
             transforms.check_finite(volume, "volume")
             transforms.check_fit(volume.shape[1:], size, fit)
             mapping = self._intensity(volume, params)
-            for index in self._select(volume, meta, mapping, params, item):
+            selected = self._select(volume, meta, mapping, params, item)
+            dropped += volume.shape[0] - len(selected)
+            for index in selected:
                 render = functools.partial(_render, volume, int(index), mapping, size, fit, params["resize_filter"])
-                plan.append((frame, int(index), render))
-        return plan
+                slices.append((frame, int(index), render))
+        return SlicePlan(slices, dropped)
+
+    def process(self, item: WorkItem) -> list[tuple[int | None, int, Callable[[], np.ndarray]]]:
+        """`plan(item).slices`."""
+        return self.plan(item).slices
 
     def render_all(self, item: WorkItem) -> list[tuple[int | None, int, np.ndarray]]:
         """`process` with every slice rendered: [(frame or None, slice index, uint8 [size, size])]."""
@@ -252,10 +280,13 @@ class Recipe:
         method = spec.get("method", "all")
         if method == "all":
             return np.arange(volume.shape[0])
-        if method == "nonempty":
-            # the mapping is monotonic, so a slice's brightest output pixel is the mapping of its maximum
-            brightest = mapping(volume.reshape(volume.shape[0], -1).max(axis=1))
-            return np.flatnonzero(brightest > int(spec.get("threshold", 0)))
+        if method == "nonempty":  # keep slices with at least min_fraction of their pixels mapped above threshold
+            threshold, min_fraction = int(spec.get("threshold", 0)), float(spec.get("min_fraction", 0.0))
+            if min_fraction <= 0:  # any pixel: the mapping is monotonic, so test the mapping of each slice's maximum
+                brightest = mapping(volume.reshape(volume.shape[0], -1).max(axis=1))
+                return np.flatnonzero(brightest > threshold)
+            fractions = np.array([np.mean(mapping(plane) > threshold) for plane in volume])
+            return np.flatnonzero(fractions >= min_fraction)
         if method == "mask":
             if item.mask is None:
                 raise ReadError(f"{item.path}: no mask with the same name in the masks folder")
@@ -267,7 +298,13 @@ class Recipe:
                 offset = np.abs(np.subtract(mask_meta.origin_lps_mm, meta.origin_lps_mm)).max()
                 if offset > half_voxel or not np.allclose(mask_meta.spacing_mm, meta.spacing_mm, rtol=1e-3):
                     raise ReadError(f"{item.mask}: mask grid (origin or spacing) differs from the scan's")
-            return transforms.slices_with_labels(mask, spec["labels"])
+            selected = transforms.slices_with_labels(mask, spec["labels"])
+            if len(selected) == 0:
+                labels = " or ".join(str(label) for label in spec["labels"])
+                warnings.warn(
+                    DataWarning(item.mask, f"no voxel has label {labels}; its scan gives no slices"), stacklevel=2
+                )
+            return selected
         raise ValueError(f"unknown slice selection {method!r} (all, nonempty or mask)")
 
 

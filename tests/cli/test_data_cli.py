@@ -2,22 +2,30 @@
 
 import zipfile
 
+import pytest
 from click.testing import CliRunner
 
 from medgan_core.cli import main
 from medgan_core.data import phantoms
 
 
+@pytest.fixture(autouse=True)
+def _naming_key_in_tmp(tmp_path, monkeypatch):
+    """`medgan prep` would create a naming key in ~/.config: point $XDG_CONFIG_HOME at a temporary folder."""
+    monkeypatch.delenv("MEDGAN_KEY_FILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 def test_prep_mni_brain_reports_the_count_and_the_match(tmp_path):
     result = CliRunner().invoke(main, ["prep", "mni-brain", "--out", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "155 slices" in result.output and "matches" in result.output
+    assert "123 slices" in result.output and "matches" in result.output and "66 dropped" in result.output
     result = CliRunner().invoke(
         main, ["dataset", "--source", str(tmp_path / "out"), "--dest", str(tmp_path / "d.zip"), "--resolution", "256"]
     )
     assert result.exit_code == 0, result.output
     with zipfile.ZipFile(tmp_path / "d.zip") as archive:
-        assert len(archive.namelist()) == 156
+        assert len(archive.namelist()) == 124  # 123 images + dataset.json
 
 
 def test_prep_exits_non_zero_and_lists_failures(tmp_path):
@@ -35,6 +43,10 @@ def test_prep_exits_non_zero_and_lists_failures(tmp_path):
         "--no-progress",
     ]
     result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "1 source(s) failed" in result.output and "liver-orig002" not in result.output
+    assert "naming key" in result.output and str(tmp_path / "config") in result.output  # created, and said where
+    result = CliRunner().invoke(main, args + ["--show-paths"])
     assert result.exit_code == 1
     assert "1 source(s) failed" in result.output and "liver-orig002.mhd" in result.output
     nz = next(iter(truth.values())).shape[0]

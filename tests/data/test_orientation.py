@@ -34,7 +34,7 @@ def test_canonical_array_matches_dicomorient_for_every_axis_order_and_flip(permu
         np.testing.assert_allclose(geometry.spacing_xyz, reference.GetSpacing())
         np.testing.assert_allclose(geometry.origin_xyz, reference.GetOrigin(), atol=1e-9)
         np.testing.assert_allclose(geometry.direction, reference.GetDirection(), atol=1e-12)
-        assert orientation_code(to_canonical(image)) == "LPS"
+        assert orientation_code(to_canonical(image).GetDirection()) == "LPS"
 
 
 def test_ras_affine_to_lps_matches_itk_nifti_reader(tmp_path):
@@ -51,7 +51,26 @@ def test_ras_affine_to_lps_matches_itk_nifti_reader(tmp_path):
 
 def test_orientation_code_needs_3d():
     with pytest.raises(ValueError, match="3-D"):
-        orientation_code(sitk.Image(4, 4, sitk.sitkUInt8))
+        orientation_code(sitk.Image(4, 4, sitk.sitkUInt8).GetDirection())
+
+
+def test_orientation_code_from_cosines_matches_simpleitk():
+    """The code straight from direction cosines (no SimpleITK image) equals SimpleITK's, for all 48 axis orders and
+    flips, each also tilted by up to 40 degrees about random axes (beyond 45 degrees the closest axis changes)."""
+    from scipy.spatial.transform import Rotation
+
+    reference = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines
+    rng = np.random.default_rng(3)
+    for permutation in itertools.permutations(range(3)):
+        for signs in itertools.product([1.0, -1.0], repeat=3):
+            direction = np.zeros((3, 3))
+            for index_axis, patient_axis in enumerate(permutation):
+                direction[patient_axis, index_axis] = signs[index_axis]
+            for _ in range(4):
+                axis = rng.normal(size=3)
+                tilt = Rotation.from_rotvec(axis / np.linalg.norm(axis) * np.radians(rng.uniform(0, 40)))
+                cosines = tuple((tilt.as_matrix() @ direction).ravel())
+                assert orientation_code(cosines) == reference(cosines), (permutation, signs, cosines)
 
 
 def test_in_plane_mode_equals_canonical_for_axial_stacks_and_keeps_the_slice_axis_otherwise():

@@ -88,31 +88,32 @@ def test_bad_inputs_are_all_listed_and_the_rest_is_processed(tmp_path):
     expected = _bad_inputs(tmp_path / "src")
     out = tmp_path / "out"
     report = run_prep(Recipe.from_name("liver-ct"), tmp_path / "src", out, progress=False)
-    failures = dict(report.failures)
+    failures = {failure.relative: failure.text for failure in report.failures}
     assert set(failures) == set(expected)
+    report.show_paths = True
     for path, fragment in expected.items():
         assert fragment in failures[path], (path, failures[path])
         assert path in report.summary()
-    good = {row["source_hash"] for row in read_index(out)}
+    good = {row["source_id"] for row in read_index(out)}
     assert len(good) == 1 and report.made == len(list(out.glob("*.png"))) > 0
     assert _leftovers(out) == []
 
 
 def test_a_write_failure_removes_that_sources_pngs(tmp_path, monkeypatch):
     phantoms.write_sliver07_phantom(tmp_path / "src", cases=2)
-    real_save, calls = pipeline_module.save_png, {"n": 0}
+    real_write, calls = pipeline_module._write_png, {"n": 0}
 
-    def flaky_save(image, path):
+    def flaky_write(render, path):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk full (simulated)")
-        return real_save(image, path)
+        return real_write(render, path)
 
-    monkeypatch.setattr(pipeline_module, "save_png", flaky_save)
+    monkeypatch.setattr(pipeline_module, "_write_png", flaky_write)
     out = tmp_path / "out"
     report = run_prep(Recipe.from_name("sliver07"), tmp_path / "src", out, progress=False)
-    assert [path for path, _ in report.failures] == ["liver-orig001.mhd"]
-    assert "disk full" in report.failures[0][1]
+    assert [failure.relative for failure in report.failures] == ["liver-orig001.mhd"]
+    assert "disk full" in report.failures[0].text
     hashes = {p.name.split("_")[0] for p in out.glob("*.png")}
     assert len(hashes) == 1 and report.made == len(list(out.glob("*.png")))
     assert _leftovers(out) == []
@@ -123,7 +124,7 @@ def test_rerun_skips_finished_sources_and_redoes_incomplete_ones(tmp_path):
     recipe, out = Recipe.from_name("sliver07"), tmp_path / "out"
     first = run_prep(recipe, tmp_path / "src", out, progress=False)
     second = run_prep(recipe, tmp_path / "src", out, progress=False)
-    assert second.made == 0 and second.skipped == first.made
+    assert second.made == 0 and second.reused == first.made
     victim = sorted(out.glob("*.png"))[0]
     victim.unlink()
     third = run_prep(recipe, tmp_path / "src", out, progress=False)
@@ -142,14 +143,3 @@ def test_outputs_do_not_depend_on_the_number_of_workers(tmp_path, name):
     one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
     three = {p.name: p.read_bytes() for p in (tmp_path / "three").iterdir()}
     assert one == three and len(one) > 3
-
-
-def test_names_hash_the_whole_relative_path():
-    from medgan_core.data.recipes import WorkItem
-
-    a = WorkItem("patientA/series1", None).source_hash
-    b = WorkItem("patientB/series1", None).source_hash
-    assert a != b and len(a) == 8
-    import hashlib
-
-    assert a == hashlib.sha256(b"patientA/series1").hexdigest()[:8]

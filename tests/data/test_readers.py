@@ -36,7 +36,7 @@ def test_every_format_gives_the_same_canonical_slices(tmp_path, phantom, fmt):
         path = phantoms.write_metaimage_lpi(tmp_path / "ct.mhd", phantom)
     else:
         path = phantoms.write_dicom_series(tmp_path / "series", phantom)
-    array, meta = read_image(path, root=tmp_path)
+    array, meta = read_image(path)
     assert array.shape == SHAPE
     np.testing.assert_array_equal(array, phantom)
     _assert_marker_top_right_of_top_slices(array)
@@ -144,7 +144,7 @@ def test_png_reader_returns_pixels_as_stored(tmp_path):
     Image.fromarray(gray).save(tmp_path / "g.png")
     rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "c.png")
-    array, meta = read_image(tmp_path / "g.png", root=tmp_path)
+    array, meta = read_image(tmp_path / "g.png")
     np.testing.assert_array_equal(array, gray)
     assert meta.format == "png" and meta.photometric == "L"
     assert read_image(tmp_path / "c.png")[0].shape == (3, 4, 4)

@@ -82,7 +82,7 @@ def test_acdc_takes_end_diastole_and_end_systole_frames(tmp_path):
         assert image.shape == (512, 512) and not image[:230].any()  # (512 - 40) / 2 = 236 rows of padding
     frame_max = {}
     for row in rows:
-        key = (row["source_hash"], row["frame"])
+        key = (row["source_id"], row["frame"])
         frame_max[key] = max(frame_max.get(key, 0), int(_png(tmp_path / "out" / row["output"]).max()))
     assert set(frame_max.values()) == {255}  # each frame volume rescaled to 0..255 on its own
     top = [r for r in rows if int(r["slice"]) == 4][0]  # most superior slice of the stack holds the marker
@@ -100,7 +100,7 @@ def test_msd_brain_uses_t1gd_drops_empty_slices_and_pads_to_256(tmp_path):
     reference = sitk.GetArrayFromImage(
         sitk.RescaleIntensity(sitk.Cast(sitk.GetImageFromArray(t1gd), sitk.sitkFloat64), 0, 255)
     )
-    row = [r for r in rows if r["source_hash"] == rows[0]["source_hash"]][1]
+    row = [r for r in rows if r["source_id"] == rows[0]["source_id"]][1]
     image = _png(tmp_path / "out" / row["output"])
     ny, nx = t1gd.shape[1:]
     top, left = (256 - ny) // 2, (256 - nx) // 2
@@ -118,25 +118,33 @@ def test_chestxray14_verifies_1024_grayscale_and_names_offenders(tmp_path):
     )
     report = run_prep(Recipe.from_name("chestxray14"), tmp_path / "src", tmp_path / "out", progress=False)
     assert report.made == 3
-    assert [path for path, _ in report.failures] == ["images/00000099_000.png"]
-    assert "512x512, expected 1024x1024" in report.failures[0][1]
-    outputs = {r["source_hash"]: _png(tmp_path / "out" / r["output"]) for r in read_index(tmp_path / "out")}
+    assert [failure.relative for failure in report.failures] == ["images/00000099_000.png"]
+    assert "512x512, expected 1024x1024" in report.failures[0].text
+    outputs = {r["source_id"]: _png(tmp_path / "out" / r["output"]) for r in read_index(tmp_path / "out")}
     assert sum(np.array_equal(o, gray) for o in outputs.values()) == 2  # original and RGBA copy, same pixels
 
 
-def test_mni_brain_slice_count_matches_nibabel(tmp_path):
-    volume = np.asarray(nib.load(mni152_t1_path()).dataobj)  # [x, y, z] RAS, z axial
-    expected = int((volume > volume.min()).any(axis=(0, 1)).sum())
+def test_mni_brain_keeps_slices_with_brain_on_a_tenth_of_the_slice(tmp_path):
+    volume = np.asarray(nib.load(mni152_t1_path()).dataobj)  # [x, y, z] RAS+, z axial (towards superior)
+    assert np.all(np.diag(nib.load(mni152_t1_path()).affine)[:3] > 0)  # so RAS z is our canonical z
+    brain_fraction = (volume > volume.min()).mean(axis=(0, 1))  # per axial slice
+    kept = np.flatnonzero(brain_fraction >= 0.10)
     report, rows = _run("mni-brain", None, tmp_path / "out", workers=2)
-    assert report.made == expected == report.expected
+    assert sorted(int(r["slice"]) for r in rows) == kept.tolist()
+    assert report.made == len(kept) == report.expected and report.matches_expected
+    assert report.dropped == volume.shape[2] - len(kept) == report.expected_dropped
+    assert 153 not in kept and 40 in kept  # issue 12: slice 153 (a few hundred pixels of vertex) must go
     sizes = {_png(tmp_path / "out" / r["output"]).shape for r in rows}
     assert sizes == {(256, 256)}
+    smallest = min(int((_png(tmp_path / "out" / r["output"]) > 0).sum()) for r in rows)
+    assert smallest >= 0.10 * 197 * 233  # padding adds no brain: the stated threshold holds on the PNGs too
+    assert "dropped: matches" in report.summary()
 
 
 def test_pydicom_samples_through_their_transforms(tmp_path):
     report, rows = _run("pydicom-samples", None, tmp_path / "out")
     assert report.made == 3
-    by_source = {r["source_hash"]: _png(tmp_path / "out" / r["output"]) for r in rows}
+    by_source = {r["source_id"]: _png(tmp_path / "out" / r["output"]) for r in rows}
     shapes = sorted(image.shape for image in by_source.values())
     assert shapes == [(64, 64), (128, 128), (1024, 1024)]
     import pydicom
