@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "diversity": "medgan_core.cli.evaluate:diversity",
     "frd": "medgan_core.cli.evaluate:frd",
     "book": "medgan_core.cli.book:book",
+    "grid": "medgan_core.cli.grid:grid",
     "export": "medgan_core.cli.export:export",
 }
 
@@ -38,6 +39,7 @@ _SHORT_HELP = {
     "diversity": "Mean pairwise MS-SSIM of generated and real images.",
     "frd": "Frechet Radiomics Distance between two folders (optional extra).",
     "book": "Execute the chapter notebooks and build the Jupyter Book.",
+    "grid": "Submit the ablation grid (SLURM or local) and show its status.",
     "export": "Write a snapshot as an NVIDIA network pickle (needs their checkout).",
 }
 
