@@ -48,15 +48,47 @@ def turing() -> None:
 @click.option(
     "--likert/--no-likert", default=True, show_default=True, help="Also ask for a 1-5 score (1 = fake, 5 = real)."
 )
-def build(real_dir, generated_dirs, n_real, n_generated, seed, out_dir, title, likert) -> None:
+@click.option(
+    "--shuffle-per-rater",
+    is_flag=True,
+    help="Show each rater the images in their own seeded random order (sections kept together; the seed goes "
+    "into the exported CSV). Default: the paper's design, one fixed order for every rater.",
+)
+@click.option(
+    "--min-foreground",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Skip real images whose foreground (pixels more than 10 grey levels from the border's most common value) "
+    "covers less than this fraction of the frame; 0 keeps all.",
+)
+def build(
+    real_dir, generated_dirs, n_real, n_generated, seed, out_dir, title, likert, shuffle_per_rater, min_foreground
+) -> None:
     """Sample a visual Turing test into a self-contained HTML file and a separate answer key."""
     from medgan_core.turing.build import TuringBuildError, build_turing_test
 
     try:
-        test = build_turing_test(real_dir, list(generated_dirs), out_dir, n_real, n_generated, seed, title, likert)
+        test = build_turing_test(
+            real_dir,
+            list(generated_dirs),
+            out_dir,
+            n_real,
+            n_generated,
+            seed,
+            title,
+            likert,
+            shuffle_per_rater=shuffle_per_rater,
+            min_foreground=min_foreground,
+        )
     except TuringBuildError as exc:
         raise click.ClickException(str(exc)) from exc
     order = ", ".join(f"{k + 1}: {name}" for k, name in enumerate(test.sections))
+    if test.n_skipped_empty:
+        click.echo(
+            f"skipped {test.n_skipped_empty} near-empty real image(s) (foreground under {min_foreground:.0%} of the "
+            "frame; --min-foreground 0 keeps them)"
+        )
     click.echo(f"wrote {test.html_path} ({test.n_images} images; sections {order})")
     click.echo(f"wrote {test.key_path} (answer key: keep it away from the raters; send only the HTML file)")
 
@@ -103,8 +135,19 @@ def _parse_fids(values: tuple[str, ...]) -> dict[str, float]:
     "--figures", "figures_dir", type=click.Path(file_okay=False), help="Also write figures (PNG) into this folder."
 )
 def analyze(responses, key, fid_values, alpha, seed, as_json, figures_dir) -> None:
-    """Analyse Turing-test RESPONSES: one or more CSVs (rater, image, answer, [likert], [section], [truth]),
-    e.g. the files the HTML test downloads, one per rater."""
+    """Analyse Turing-test RESPONSES: one or more CSVs (rater, image, answer, [likert], [section], [truth],
+    [test_id]), e.g. the files the HTML test downloads, one per rater. With --key, files of another test (test_id)
+    and sections that are not the key's are errors.
+
+    \b
+    "Real" is the positive class. Per rater, with TP = real images called real, FN = real called fake,
+    FP = generated called real, TN = generated called fake:
+      precision = TP / (TP + FP)   recall = TP / (TP + FN)   accuracy = (TP + TN) / all
+      FPR (false positive rate) = FP / (FP + TN): share of generated images called real
+      FNR (false negative rate) = FN / (TP + FN): share of real images called fake
+    Mean (SD) over raters use the sample SD; a rate with a zero denominator (precision of a rater who called
+    nothing real) is shown as n/a and left out of the mean.
+    """
     from medgan_core.turing.analysis import analyze as run_analysis
     from medgan_core.turing.responses import TuringDataError
 

@@ -3,8 +3,10 @@
 "Real" is the positive class. Per rater: TP = real called real, FN = real called fake, FP = generated called real,
 TN = generated called fake; precision = TP / (TP + FP), recall = TP / (TP + FN), accuracy = (TP + TN) / all,
 FPR = FP / (FP + TN) (generated images passed as real), FNR = FN / (TP + FN) (real images called fake).
-Across raters: mean and sample SD (ddof = 1), as in the paper's Tables 1 and 2. All rates are fractions in [0, 1];
-`format_text` prints them in percent like the paper.
+Across raters: mean and sample SD (ddof = 1), as in the paper's Tables 1 and 2. A rate with a zero denominator
+(precision of a rater who called no image real) is undefined for that rater: NaN in the tables, null in JSON, left
+out of the mean and SD, and named in the text output; the summary counts the raters behind each mean (n). All rates
+are fractions in [0, 1]; `format_text` prints them in percent like the paper.
 """
 
 from __future__ import annotations
@@ -29,6 +31,21 @@ from medgan_core.turing.stats import (
 
 RATES = ("precision", "recall", "accuracy", "fpr", "fnr")
 COUNTS = ("tp", "fn", "fp", "tn")
+DEFINITIONS = {
+    "positive_class": "real",
+    "precision": "TP / (TP + FP): of the images called real, the share that are real",
+    "recall": "TP / (TP + FN): of the real images, the share called real",
+    "accuracy": "(TP + TN) / all images",
+    "fpr": "FP / (FP + TN): false positive rate, the share of generated images called real",
+    "fnr": "FN / (TP + FN): false negative rate, the share of real images called fake",
+}
+_UNDEFINED_WHEN = {
+    "precision": "called no image real",
+    "recall": "saw no real image",
+    "accuracy": "saw no image",
+    "fpr": "saw no generated image",
+    "fnr": "saw no real image",
+}
 
 
 @dataclass
@@ -36,7 +53,8 @@ class TuringResults:
     """Everything `analyze` computes. Tables are pandas DataFrames; rates are fractions in [0, 1].
 
     per_rater: index rater; columns tp, fn, fp, tn, precision, recall, accuracy, fpr, fnr, n_images.
-    summary: index measure (the rates and counts); columns mean, sd (sample SD over raters).
+    summary: index measure (the rates and counts); columns mean, sd (sample SD over raters), n (raters for whom
+        the measure is defined; NaN rates are left out of mean and sd).
     sections: index section; columns n_real, n_generated, fpr_mean, fpr_sd, fnr_mean, fnr_sd (over raters), fid.
     per_rater_section: one row per (rater, section) with the counts and rates of that section.
     likert: truth ('real' | 'generated') -> MeanCI over all ratings pooled (95% t-based CI); empty without Likert.
@@ -59,6 +77,7 @@ class TuringResults:
         return _clean(
             {
                 "positive_class": "real",
+                "definitions": DEFINITIONS,
                 "rates_are": "fractions in [0, 1]",
                 "sd": "sample standard deviation over raters (ddof=1)",
                 "alpha": self.alpha,
@@ -76,30 +95,44 @@ class TuringResults:
 
     def format_text(self) -> str:
         """The tables in the paper's layout (percent, mean (SD)), plus the Likert summary and the tests."""
-        lines = ["Per rater (percent; real = positive class):"]
+        lines = ["Per rater (percent; real = positive class; n/a = undefined, a zero denominator):"]
         table = self.per_rater[list(COUNTS)].copy()
         for rate in RATES:
             table[rate] = (100 * self.per_rater[rate]).round(1)
-        lines.append(table.to_string())
+        lines.append(table.to_string(na_rep="n/a"))
+        n_raters = len(self.per_rater)
         summary = "  ".join(
-            f"{rate} {100 * self.summary.at[rate, 'mean']:.0f} ({100 * self.summary.at[rate, 'sd']:.0f})"
+            f"{rate} {_mean_sd(self.summary.at[rate, 'mean'], self.summary.at[rate, 'sd'])}"
+            + (f" [{int(self.summary.at[rate, 'n'])} of {n_raters}]" if self.summary.at[rate, "n"] < n_raters else "")
             for rate in RATES
         )
-        lines += ["", f"Mean (SD) over {len(self.per_rater)} raters: {summary}"]
+        lines += ["", f"Mean (SD) over {n_raters} rater{'s' if n_raters != 1 else ''}: {summary}"]
+        for rate in RATES:
+            undefined = self.per_rater.index[self.per_rater[rate].isna()].tolist()
+            if undefined:
+                lines.append(
+                    f"  {rate} is undefined for {', '.join(map(repr, undefined))} (who {_UNDEFINED_WHEN[rate]}): "
+                    "left out of its mean and SD"
+                )
+        if n_raters < 2:
+            lines.append("  SD n/a: a standard deviation over raters needs at least 2 raters")
         if len(self.sections) > 1 or "fid" in self.sections:
             lines += ["", "Per section, mean (SD) over raters (percent):"]
             for section, row in self.sections.iterrows():
                 fid = f"FID {row['fid']:.2f}  " if "fid" in row and not pd.isna(row["fid"]) else ""
                 lines.append(
-                    f"  {section}: {fid}FPR {100 * row['fpr_mean']:.0f} ({100 * row['fpr_sd']:.0f})  "
-                    f"FNR {100 * row['fnr_mean']:.0f} ({100 * row['fnr_sd']:.0f})"
+                    f"  {section}: {fid}FPR {_mean_sd(row['fpr_mean'], row['fpr_sd'])}  "
+                    f"FNR {_mean_sd(row['fnr_mean'], row['fnr_sd'])}"
                 )
         if self.likert:
             lines += ["", "Likert (1 = fake, 5 = real), all ratings pooled, 95% t-based CI:"]
             for truth, ci in self.likert.items():
-                lines.append(
-                    f"  {truth}: {ci.mean:.2f} ({ci.sd:.2f}), n = {ci.n}, CI [{ci.ci_low:.2f}, {ci.ci_high:.2f}]"
-                )
+                if ci.n == 0:
+                    lines.append(f"  {truth}: no ratings")
+                    continue
+                sd = "SD n/a" if math.isnan(ci.sd) else f"{ci.sd:.2f}"
+                interval = "CI n/a" if math.isnan(ci.ci_low) else f"CI [{ci.ci_low:.2f}, {ci.ci_high:.2f}]"
+                lines.append(f"  {truth}: {ci.mean:.2f} ({sd}), n = {ci.n}, {interval}")
         for name, c in self.correlations.items():
             lines.append(
                 f"Pearson {name}: r = {c.r:.2f}, p = {c.p_value:.3f}, n = {c.n} "
@@ -113,6 +146,13 @@ class TuringResults:
                 f"{t.alpha:.2f})"
             )
         return "\n".join(lines)
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    """'60 (12)' in percent; 'n/a' for an undefined mean and '60 (SD n/a)' for an undefined SD."""
+    if pd.isna(mean):
+        return "n/a"
+    return f"{100 * mean:.0f} ({'SD n/a' if pd.isna(sd) else f'{100 * sd:.0f}'})"
 
 
 def _clean(value):
@@ -192,7 +232,7 @@ def analyze(
     """
     table = load_responses(responses, key)
     per_rater = _per_group(table, ["rater"])
-    summary = pd.DataFrame({"mean": per_rater.mean(), "sd": per_rater.std(ddof=1)})
+    summary = pd.DataFrame({"mean": per_rater.mean(), "sd": per_rater.std(ddof=1), "n": per_rater.count()})
 
     per_rater_section = _per_group(table, ["rater", "section"])
     grouped = per_rater_section.groupby(level="section", sort=False)

@@ -1,11 +1,17 @@
 """Figures of a Turing-test analysis (seaborn on matplotlib's Agg backend): per-rater rates, Likert
 distributions, and FID vs mean FPR across sections. Each function returns a matplotlib Figure;
-`save_figures` writes the applicable ones as PNGs without metadata."""
+`save_figures` writes the applicable ones as PNGs without metadata.
+
+Rater and section names are drawn as typed when an installed font has their glyphs (matplotlib falls back to that
+font); otherwise they are transliterated to ASCII with anyascii (张伟 -> ZhangWei, distinct names kept distinct),
+so a figure never shows empty boxes for a name."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +20,8 @@ matplotlib.use("Agg")  # no display needed, same pixels everywhere
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from anyascii import anyascii  # noqa: E402
+from matplotlib import font_manager, ft2font  # noqa: E402
 
 from medgan_core.turing.analysis import RATES, TuringResults  # noqa: E402
 from medgan_core.utils.io import atomic_write  # noqa: E402
@@ -21,15 +29,63 @@ from medgan_core.utils.io import atomic_write  # noqa: E402
 _RATE_LABELS = {"precision": "precision", "recall": "recall", "accuracy": "accuracy", "fpr": "FPR", "fnr": "FNR"}
 
 
+@functools.cache
+def _charset(font_path: str) -> frozenset[int]:
+    """The code points a font file has glyphs for."""
+    return frozenset(ft2font.FT2Font(font_path).get_charmap())
+
+
+def drawable_labels(names: list[str]) -> tuple[dict[str, str], list[str] | None]:
+    """How to draw `names` without missing glyphs: ({name: label}, font families or None for the default).
+
+    Names the default font can draw stay as they are. For the others, an installed font that has all their
+    glyphs is added as a fallback family; without one they are transliterated to ASCII (anyascii), with a
+    ' (2)', ' (3)' suffix where two names would give the same label.
+    """
+    family = list(plt.rcParams["font.family"])
+    default = _charset(font_manager.findfont(font_manager.FontProperties(family=family)))
+    missing = {ord(c) for name in names for c in name if not c.isspace()} - default
+    if not missing:
+        return {name: name for name in names}, None
+    for entry in font_manager.fontManager.ttflist:
+        if entry.name.startswith("Last Resort"):
+            continue  # it "covers" every code point with placeholder boxes: the very thing to avoid
+        if missing <= _charset(entry.fname):
+            return {name: name for name in names}, [*family, entry.name]
+    drawable = [name for name in names if {ord(c) for c in name if not c.isspace()} <= default]
+    labels = {name: name for name in drawable}
+    for name in names:
+        if name in labels:
+            continue
+        label = base = anyascii(name).strip() or "?"
+        k = 2
+        while label in labels.values():
+            label, k = f"{base} ({k})", k + 1
+        labels[name] = label
+    return {name: labels[name] for name in names}, None
+
+
+def _fonts(families: list[str] | None):
+    """A context in which new text uses `families` (with matplotlib's per-glyph fallback), or a no-op."""
+    return plt.rc_context({"font.family": families}) if families else nullcontext()
+
+
 def plot_rater_rates(results: TuringResults) -> plt.Figure:
     """Grouped bars: each rater's precision, recall, accuracy, FPR and FNR in percent (real = positive)."""
+    labels, families = drawable_labels([str(rater) for rater in results.per_rater.index])
     long = (
         (100 * results.per_rater[list(RATES)])
         .rename(columns=_RATE_LABELS)
+        .rename(index=lambda rater: labels[str(rater)])
         .reset_index()
         .melt(id_vars="rater", var_name="measure", value_name="percent")
     )
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(results.per_rater) + 2), 3.8))
+    with _fonts(families):
+        return _draw_rater_rates(long, len(results.per_rater))
+
+
+def _draw_rater_rates(long, n_raters: int) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_raters + 2), 3.8))
     sns.barplot(data=long, x="rater", y="percent", hue="measure", ax=ax, palette="colorblind")
     ax.set_ylim(0, 100)
     ax.set_ylabel("percent")
@@ -73,12 +129,18 @@ def plot_fid_vs_fpr(results: TuringResults) -> plt.Figure:
     if "fid" not in results.sections:
         raise ValueError("no FIDs given for the sections")
     table = results.sections.dropna(subset=["fid"]).reset_index()
+    labels, families = drawable_labels([str(section) for section in table["section"]])
+    with _fonts(families):
+        return _draw_fid_vs_fpr(results, table, labels)
+
+
+def _draw_fid_vs_fpr(results: TuringResults, table, labels: dict[str, str]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
     ax.errorbar(table["fid"], 100 * table["fpr_mean"], yerr=100 * table["fpr_sd"], fmt="none", ecolor="0.6")
     sns.regplot(data=table.assign(fpr=100 * table["fpr_mean"]), x="fid", y="fpr", ci=None, ax=ax, line_kws={"lw": 1})
     for _, row in table.iterrows():
         ax.annotate(
-            str(row["section"]),
+            labels[str(row["section"])],
             (row["fid"], 100 * row["fpr_mean"]),
             fontsize="small",
             xytext=(4, 4),
@@ -115,4 +177,4 @@ def save_figures(results: TuringResults, out_dir: str | os.PathLike) -> list[Pat
     return written
 
 
-__all__ = ["plot_rater_rates", "plot_likert", "plot_fid_vs_fpr", "save_figure", "save_figures"]
+__all__ = ["drawable_labels", "plot_rater_rates", "plot_likert", "plot_fid_vs_fpr", "save_figure", "save_figures"]

@@ -2,16 +2,20 @@
 
 Responses are a CSV (or DataFrame) with one row per rater and image:
 
-    rater, image, answer (real|fake), [likert (1..5)], [section], [truth (real|generated)]
+    rater, image, answer (real|fake), [likert (1..5)], [section], [truth (real|generated)], [test_id], ...
 
-The truth comes from the answer key written by `medgan turing build` (columns image, truth, section, source) or,
-without a key, from a `truth` column. Every problem in a file is collected and reported at once, with line
-numbers (the header is line 1), in a `TuringDataError`.
+The truth comes from the answer key written by `medgan turing build` (columns image, truth, section,
+section_number, source, test_id) or, without a key, from a `truth` column. The HTML test also exports position,
+order_seed and answered_at, which are read but not needed. With a key, a file whose test_id is not the key's is
+reported once (answers of another test), and a section that is not the key's section of that image is an error.
+Every problem in a file is collected and reported at once, with line numbers (the header is line 1), in a
+`TuringDataError`. Files must be UTF-8 (the HTML test writes UTF-8).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -50,18 +54,31 @@ def _read_rows(table, what: str) -> tuple[str, list[tuple[int, dict[str, str]]],
     path = Path(os.fspath(table))
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise TuringDataError(str(path), ["the file is empty"], f"write a header line naming the {what} columns")
-        columns = [c.strip().lower() for c in header]
-        rows = []
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue
-            rows.append((reader.line_num, dict(zip(columns, (v.strip() for v in values)))))
+    reader = csv.reader(io.StringIO(_read_utf8(path, what), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise TuringDataError(str(path), ["the file is empty"], f"write a header line naming the {what} columns")
+    columns = [c.strip().lower() for c in header]
+    rows = []
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        rows.append((reader.line_num, dict(zip(columns, (v.strip() for v in values)))))
     return str(path), rows, columns
+
+
+def _read_utf8(path: Path, what: str) -> str:
+    """The text of `path` as UTF-8 (a byte-order mark is dropped); other encodings are a TuringDataError."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TuringDataError(
+            str(path),
+            [f"line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 text (the file is in another encoding)"],
+            f"save the {what} file as UTF-8 (in Excel: 'CSV UTF-8'; the HTML test downloads UTF-8)",
+        ) from None
 
 
 def _is_blank(value) -> bool:
@@ -73,9 +90,11 @@ def _is_blank(value) -> bool:
 
 
 def load_key(key) -> pd.DataFrame:
-    """Read an answer key (CSV path or DataFrame; columns image, truth, optional section and source).
+    """Read an answer key (CSV path or DataFrame; columns image, truth, optional section, section_number, test_id).
 
-    Returns a DataFrame indexed by image id with columns truth (real|generated) and section (str).
+    Returns a DataFrame indexed by image id with columns truth (real|generated), section (str; 'all' without a
+    section column) and section_number (str, as the page shows it; '' without one, and then the responses'
+    section column is not checked). `attrs["test_id"]` is the key's test id ('' without one).
     """
     source, rows, columns = _read_rows(key, "answer key")
     missing = [c for c in ("image", "truth") if c not in columns]
@@ -85,9 +104,11 @@ def load_key(key) -> pd.DataFrame:
             [f"missing column(s) {missing}; found {columns}"],
             "use the key CSV that `medgan turing build` wrote beside the test (columns image, truth, section, source)",
         )
-    problems, seen, records = [], {}, []
+    problems, seen, records, test_ids = [], {}, [], {}
     for line, row in rows:
         image, truth = row.get("image", ""), row.get("truth", "").lower()
+        if row.get("test_id"):
+            test_ids.setdefault(row["test_id"], line)
         if not image:
             problems.append(f"line {line}: empty image id")
             continue
@@ -97,12 +118,24 @@ def load_key(key) -> pd.DataFrame:
             problems.append(f"line {line}: image {image!r} listed twice (first on line {seen[image]})")
             continue
         seen[image] = line
-        records.append({"image": image, "truth": truth, "section": row.get("section", "") or "all"})
+        records.append(
+            {
+                "image": image,
+                "truth": truth,
+                "section": row.get("section", "") or "all",
+                "section_number": row.get("section_number", ""),
+            }
+        )
     if not records and not problems:
         problems.append("no images in the key")
+    if len(test_ids) > 1:
+        listed = ", ".join(f"{test_id!r} (line {line})" for test_id, line in test_ids.items())
+        problems.append(f"test ids {listed}: one key per test")
     if problems:
         raise TuringDataError(source, problems, "each image id once, with truth 'real' or 'generated'")
-    return pd.DataFrame.from_records(records).set_index("image")
+    table = pd.DataFrame.from_records(records).set_index("image")
+    table.attrs["test_id"] = next(iter(test_ids), "")
+    return table
 
 
 def load_responses(responses, key=None) -> pd.DataFrame:
@@ -113,13 +146,17 @@ def load_responses(responses, key=None) -> pd.DataFrame:
     section (str; from the key when it has one, else the responses' section column, else 'all'), likert
     (float 1..5 or NaN) and line (the row's line in the source, header = line 1).
     Raises TuringDataError listing every bad row: bad answers, Likert scores out of 1..5, duplicate answers of
-    a rater to an image, unknown image ids, conflicting or missing truths, and images a rater did not answer.
+    a rater to an image, unknown image ids, sections that are not the key's, conflicting or missing truths,
+    images a rater did not answer, and (once per file) answers whose test_id is not the key's or differs
+    between files.
     """
     key_table = load_key(key) if key is not None else None
     inputs = list(responses) if isinstance(responses, (list, tuple)) else [responses]
     if not inputs:
         raise ValueError("no responses given")
     rows: list[tuple[int, str, dict[str, str]]] = []  # (line, where, row): where = "line N" or "FILE line N"
+    problems: list[str] = []
+    test_of_file: dict[str, str] = {}  # the first file of each test id, when no key gives the test id
     for item in inputs:
         source, file_rows, columns = _read_rows(item, "responses")
         missing = [c for c in ("rater", "image", "answer") if c not in columns]
@@ -131,11 +168,14 @@ def load_responses(responses, key=None) -> pd.DataFrame:
                 fix += "; pass the answer key (--key KEY.csv) or add a truth column (real|generated)"
             raise TuringDataError(source, [f"missing column(s) {missing}; found {columns}"], fix)
         prefix = f"{Path(source).name} " if len(inputs) > 1 else ""
+        wrong_test = _wrong_test(source, file_rows, key_table, test_of_file)
+        if wrong_test:
+            problems.append(wrong_test)
+            continue  # its image ids are another test's: one problem instead of one per row
         rows += [(line, f"{prefix}line {line}", row) for line, row in file_rows]
     if len(inputs) > 1:
         source = f"{len(inputs)} response files"
 
-    problems: list[str] = []
     records: list[dict] = []
     first_line: dict[tuple[str, str], str] = {}
     truth_of: dict[str, tuple[str, str]] = {}
@@ -161,6 +201,12 @@ def load_responses(responses, key=None) -> pd.DataFrame:
                 problems.append(f"{where}: unknown image id {image!r} (not in the answer key)")
                 continue
             truth, section = key_table.at[image, "truth"], key_table.at[image, "section"]
+            shown, number = row.get("section", ""), key_table.at[image, "section_number"]
+            if shown and number and shown not in (section, number):
+                problems.append(
+                    f"{where}: section {shown!r} for image {image!r}, "
+                    f"but the key puts it in section {number} ({section})"
+                )
         else:
             truth, section = row.get("truth", "").lower(), row.get("section", "") or "all"
             if truth not in TRUTHS:
@@ -191,6 +237,29 @@ def load_responses(responses, key=None) -> pd.DataFrame:
         )
     table = pd.DataFrame.from_records(records)
     return table.astype({"likert": np.float64})
+
+
+def _wrong_test(source: str, rows: list, key_table: pd.DataFrame | None, test_of_file: dict[str, str]) -> str:
+    """A problem when a file's test_id values are not the key's test id (or, without a key, not those of the
+    files before it); '' when the file has no test_id column or its ids agree."""
+    ids = sorted({row["test_id"] for _, row in rows if row.get("test_id")})
+    name = Path(source).name
+    expected = key_table.attrs.get("test_id", "") if key_table is not None else ""
+    if expected:
+        if ids and ids != [expected]:
+            return (
+                f"{name}: answers of test {', '.join(map(repr, ids))}, but the key is of test {expected!r}: "
+                "these answers belong to another test; pass that test's answer_key.csv"
+            )
+        return ""
+    if len(ids) > 1:
+        return f"{name}: answers of {len(ids)} tests ({', '.join(map(repr, ids))}) in one file"
+    for test_id in ids:
+        if test_of_file and test_id not in test_of_file:
+            first, other = next(iter(test_of_file.items()))
+            return f"{name}: answers of test {test_id!r}, but {other} holds answers of test {first!r}"
+        test_of_file.setdefault(test_id, name)
+    return ""
 
 
 def _parse_likert(text: str, where: str, problems: list[str]) -> float:

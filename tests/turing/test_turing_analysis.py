@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from matplotlib import font_manager
+from matplotlib import pyplot as plt
 from PIL import Image
 
 from medgan_core.turing import analyze, compare_sections
-from medgan_core.turing.figures import save_figures
+from medgan_core.turing.figures import drawable_labels, plot_rater_rates, save_figures
 
 
 def likert_responses(n_raters: int = 6, n_images: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -94,3 +97,100 @@ def test_figures_are_written_without_metadata(tmp_path):
         with Image.open(path) as image:
             assert image.size[0] > 300 and "Software" not in image.info
     assert math.isfinite(results.correlations["fid_vs_fpr"].r)
+
+
+def two_raters_one_calls_nothing_real() -> pd.DataFrame:
+    """ann: TP 3, FN 2, FP 2, TN 3 (precision 3/5); bob calls every image fake (precision 0/0)."""
+    truths = ["real"] * 5 + ["generated"] * 5
+    ann = ["real", "real", "real", "fake", "fake", "real", "real", "fake", "fake", "fake"]
+    records = [("ann", f"i{k}", answer, truth) for k, (answer, truth) in enumerate(zip(ann, truths))]
+    records += [("bob", f"i{k}", "fake", truth) for k, truth in enumerate(truths)]
+    return pd.DataFrame.from_records(records, columns=["rater", "image", "answer", "truth"])
+
+
+def test_undefined_rates_are_named_and_never_printed_as_nan():
+    results = analyze(two_raters_one_calls_nothing_real())
+    assert math.isnan(results.per_rater.at["bob", "precision"])
+    assert results.summary.at["precision", "n"] == 1 and results.summary.at["recall", "n"] == 2
+    assert results.summary.at["precision", "mean"] == pytest.approx(0.6)  # ann's alone
+    text = results.format_text()
+    assert "nan" not in text.lower()
+    assert "precision 60 (SD n/a) [1 of 2]" in text
+    assert "precision is undefined for 'bob' (who called no image real): left out of its mean and SD" in text
+    bob_row = next(line for line in text.splitlines() if line.startswith("bob"))
+    assert "n/a" in bob_row
+    single = analyze(two_raters_one_calls_nothing_real().query("rater == 'ann'")).format_text()
+    assert "nan" not in single.lower() and "Mean (SD) over 1 rater: precision 60 (SD n/a)" in single
+    assert "at least 2 raters" in single
+    report = json.loads(results.to_json())
+    assert report["summary"]["precision"]["n"] == 1 and report["summary"]["precision"]["sd"] is None
+    assert report["definitions"]["fpr"].startswith("FP / (FP + TN)") and report["positive_class"] == "real"
+
+
+def _missing_glyph_warnings(draw) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+    return [str(w.message) for w in caught if "missing from font" in str(w.message)]
+
+
+def test_figures_draw_non_ascii_rater_names_without_boxes():
+    names = {"r0": "张伟", "r1": "章伟", "r2": "Zoë"}  # two Chinese names that transliterate alike
+    frame = likert_responses(n_raters=3)
+    frame["rater"] = frame.rater.map(names)
+    results = analyze(frame)
+
+    def plain():  # what the figures did before: the names as they are, in the default font
+        fig, ax = plt.subplots()
+        ax.set_xticks([0, 1], ["张伟", "章伟"])
+        fig.canvas.draw()
+        plt.close(fig)
+
+    labels, families = drawable_labels(list(names.values()))
+    if families is None:  # no installed font has the glyphs (as on the project's machines): ASCII labels
+        assert _missing_glyph_warnings(plain)  # the environment does report boxes
+        assert labels == {"张伟": "ZhangWei", "章伟": "ZhangWei (2)", "Zoë": "Zoë"}
+    fig = plot_rater_rates(results)
+    assert not _missing_glyph_warnings(fig.canvas.draw)
+    assert sorted(t.get_text() for t in fig.axes[0].get_xticklabels()) == sorted(labels.values())
+    plt.close(fig)
+
+
+def test_an_installed_font_with_the_glyphs_draws_the_names_as_typed(tmp_path):
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    def glyph(box: bool):
+        pen = TTGlyphPen(None)
+        if box:
+            pen.moveTo((100, 0))
+            for point in ((100, 700), (900, 700), (900, 0)):
+                pen.lineTo(point)
+            pen.closePath()
+        return pen.glyph()
+
+    order = [".notdef", "space", "zhang", "wei"]
+    builder = FontBuilder(1000, isTTF=True)
+    builder.setupGlyphOrder(order)
+    builder.setupCharacterMap({32: "space", ord("张"): "zhang", ord("伟"): "wei"})
+    builder.setupGlyf({name: glyph(name in ("zhang", "wei")) for name in order})
+    builder.setupHorizontalMetrics({name: (1000, 0) for name in order})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": "Medgan Test Han", "styleName": "Regular"})
+    builder.setupOS2()
+    builder.setupPost()
+    path = tmp_path / "test_han.ttf"
+    builder.save(str(path))
+    before = list(font_manager.fontManager.ttflist)
+    font_manager.fontManager.addfont(str(path))
+    try:
+        labels, families = drawable_labels(["张伟", "ann"])
+        assert labels == {"张伟": "张伟", "ann": "ann"} and families[-1] == "Medgan Test Han"
+        frame = two_raters_one_calls_nothing_real().replace({"rater": {"bob": "张伟"}})
+        fig = plot_rater_rates(analyze(frame))
+        assert not _missing_glyph_warnings(fig.canvas.draw)
+        assert "张伟" in [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        plt.close(fig)
+    finally:
+        font_manager.fontManager.ttflist[:] = before
+        font_manager.fontManager._findfont_cached.cache_clear()

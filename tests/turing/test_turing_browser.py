@@ -1,5 +1,7 @@
-"""The HTML test driven in headless Chromium: a scripted rater answers every image (reloading the page midway),
-downloads the CSV, and `medgan turing analyze` reads it back with the expected counts."""
+"""The HTML test driven in headless Chromium through its own controls: a scripted rater answers every image
+(reloading the page midway), downloads the CSV, and `medgan turing analyze` reads it back with the expected counts;
+the page without JavaScript, a second tab, non-ASCII rater names, the full-size view, the per-rater order, the
+Real/Likert conflict warning and a browser that blocks storage."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 RATER = 'Dr. Grey, "A"'  # a comma and quotes: the page must quote the CSV field
+EXPORT_COLUMNS = ["rater", "image", "answer", "likert", "section", "position", "order_seed", "test_id", "answered_at"]
 
 
 def chromium_path() -> str:
@@ -101,9 +104,14 @@ def test_scripted_rater_completes_the_test_in_chromium(tmp_path, image_dirs, bro
     context.close()
 
     responses = pd.read_csv(csv_path, dtype=str)
-    assert list(responses.columns) == ["rater", "image", "answer", "likert", "section"]
-    assert responses.image.tolist() == key.image.tolist()
-    assert set(responses.rater) == {RATER}
+    assert list(responses.columns) == EXPORT_COLUMNS
+    assert responses.image.tolist() == key.image.tolist()  # the paper's fixed order: the key's
+    assert responses.position.tolist() == [str(p) for p in range(1, n_images + 1)]
+    assert responses.section.tolist() == key.section_number.tolist()
+    assert set(responses.rater) == {RATER} and set(responses.test_id) == {test.test_id}
+    assert responses.order_seed.isna().all()
+    times = pd.to_datetime(responses.answered_at, format="ISO8601", utc=True)
+    assert times.is_monotonic_increasing and times.notna().all()
 
     expected = {"tp": 0, "fn": 0, "fp": 0, "tn": 0}
     for position, truth in enumerate(key.truth):
@@ -149,3 +157,249 @@ def test_without_likert_only_real_or_fake_is_asked(tmp_path, image_dirs, browser
     assert result.exit_code == 0, result.output
     (rater,) = json.loads(result.output)["per_rater"]
     assert (rater["tp"], rater["fn"], rater["fp"], rater["tn"]) == (2, 0, 2, 0)
+
+
+def answer_images(page, count: int, answer: str = "real", likert: int | None = 3) -> None:
+    """Answer the next `count` images through the page's buttons."""
+    for _ in range(count):
+        page.click(f"#answer-{answer}")
+        if likert is not None:
+            page.check(f"input[name=likert][value='{likert}']")
+        page.click("#next-btn")
+
+
+def download_answers(page, path: Path) -> str:
+    """Click the page's download button, save the CSV at `path`; returns the file name the page suggested."""
+    with page.expect_download() as download_info:
+        page.click("#download-btn")
+    download_info.value.save_as(path)
+    return download_info.value.suggested_filename
+
+
+def fnv1a_32(text: str) -> str:
+    """32-bit FNV-1a of the UTF-8 bytes (the published constants), as the page's file-name tag."""
+    value = 0x811C9DC5
+    for byte in text.encode("utf-8"):
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"{value:08x}"
+
+
+def small_test(tmp_path, image_dirs, **options):
+    options = {"n_real": 2, "n_generated": 2, "seed": 3} | options
+    return build_turing_test(image_dirs["real"], [image_dirs["exp_a"]], tmp_path / "test", **options)
+
+
+@pytest.mark.browser
+def test_without_javascript_the_page_says_what_to_do(tmp_path, image_dirs, browser):
+    test = small_test(tmp_path, image_dirs)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    note = page.inner_text("#noscript-warning")
+    assert "needs JavaScript" in note and "4 images" in note
+    assert not page.is_visible("#start-screen") and not page.is_visible("#start-btn")
+    assert "You will see" not in page.inner_text("body")  # no sentence with a missing count
+    context.close()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    assert page.is_visible("#start-btn") and not page.is_visible("#noscript-warning")
+    assert "You will see 4 images" in page.inner_text("#start-screen")
+    context.close()
+
+
+@pytest.mark.browser
+def test_a_second_tab_is_detected_and_never_overwrites_saved_answers(tmp_path, image_dirs, browser):
+    test = small_test(tmp_path, image_dirs, n_real=3, n_generated=3)
+    key = pd.read_csv(test.key_path, dtype=str)
+    context = browser.new_context(accept_downloads=True)
+    first = context.new_page()
+    first.goto(test.html_path.as_uri())
+    first.fill("#rater", "ann")
+    first.click("#start-btn")
+    answer_images(first, 3, "real", 4)
+
+    second = context.new_page()  # the same test opened again while the first tab is alive
+    second.goto(test.html_path.as_uri())
+    assert second.is_visible("#tab-screen") and "already open in another tab" in second.inner_text("#tab-message")
+    assert not second.is_visible("#start-screen") and not second.is_visible("#question-screen")
+    answer_images(first, 1, "fake", 2)  # the first tab goes on undisturbed
+    assert first.inner_text("#progress").startswith("Image 5 of 6")
+
+    second.click("#take-over-btn")  # the rater moves to the second tab: it continues from the saved progress
+    assert second.inner_text("#progress").startswith("Image 5 of 6")
+    first.wait_for_selector("#tab-screen", state="visible", timeout=5000)  # the first tab pauses
+    assert "paused" in first.inner_text("#tab-message") and not first.is_visible("#question-screen")
+    answer_images(second, 2, "fake", 1)
+    assert second.is_visible("#done-screen")
+
+    first.click("#take-over-btn")  # and back: the first tab shows the second tab's finished test
+    assert first.is_visible("#done-screen")
+    second.wait_for_selector("#tab-screen", state="visible", timeout=5000)
+    csv_path = tmp_path / "ann.csv"
+    download_answers(first, csv_path)
+    first.close()  # closing the owner frees the test at once for a new tab
+    third = context.new_page()
+    third.goto(test.html_path.as_uri())
+    assert third.is_visible("#done-screen") and not third.is_visible("#tab-screen")
+    context.close()
+
+    responses = pd.read_csv(csv_path, dtype=str)
+    assert responses.image.tolist() == key.image.tolist()
+    assert responses.answer.tolist() == ["real"] * 3 + ["fake"] * 3
+    assert responses.likert.tolist() == ["4", "4", "4", "2", "1", "1"]
+
+
+@pytest.mark.browser
+def test_non_ascii_rater_names_get_distinct_safe_download_names(tmp_path, image_dirs, browser):
+    test = small_test(tmp_path, image_dirs, n_real=1, n_generated=1, likert=False)
+    names = {}
+    raters = ["张伟", "李娜", "a/b", "a_b"]  # the last two differ only in a character a file name cannot keep
+    for k, rater in enumerate(raters):
+        context = browser.new_context(accept_downloads=True)
+        page = context.new_page()
+        page.goto(test.html_path.as_uri())
+        page.fill("#rater", rater)
+        page.click("#start-btn")
+        answer_images(page, 2, "real", None)
+        names[rater] = download_answers(page, tmp_path / f"r{k}.csv")
+        context.close()
+        assert pd.read_csv(tmp_path / f"r{k}.csv", dtype=str).rater.tolist() == [rater] * 2
+    assert len(set(names.values())) == len(raters)
+    assert names["张伟"] == f"turing_responses_{test.test_id}_张伟_{fnv1a_32('张伟')}.csv"
+    assert names["a/b"] == f"turing_responses_{test.test_id}_a_b_{fnv1a_32('a/b')}.csv"
+    assert all("/" not in name and "\\" not in name for name in names.values())
+    result = CliRunner().invoke(
+        main, ["turing", "analyze", *[str(tmp_path / f"r{k}.csv") for k in range(4)], "--key", str(test.key_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "张伟" in result.output and "李娜" in result.output
+
+
+@pytest.mark.browser
+def test_full_size_view_shows_every_pixel_and_zooms(tmp_path, image_dirs, browser):
+    test = small_test(tmp_path, image_dirs)
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    page.fill("#rater", "r1")
+    page.click("#start-btn")
+    assert not page.is_visible("#zoom-view")
+    page.click("#zoom-btn")
+    page.wait_for_function("document.getElementById('zoom-level').textContent !== ''")
+    assert page.eval_on_selector("#zoom-image", "e => e.src") == page.eval_on_selector("#image", "e => e.src")
+    assert page.eval_on_selector("#zoom-image", "e => [e.naturalWidth, e.naturalHeight]") == [16, 16]
+    width = page.eval_on_selector("#zoom-image", "e => e.getBoundingClientRect().width")
+    assert width == 16 * 16  # the largest whole-pixel zoom that fits, at most 16x
+    page.click("#zoom-actual")
+    assert page.eval_on_selector("#zoom-image", "e => e.getBoundingClientRect().width") == 16
+    assert "full resolution" in page.inner_text("#zoom-level")
+    page.click("#zoom-in")
+    assert page.eval_on_selector("#zoom-image", "e => e.getBoundingClientRect().width") == 32
+    assert page.eval_on_selector("#zoom-image", "e => getComputedStyle(e).imageRendering") == "pixelated"
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#zoom-view")
+    page.click("#image")  # clicking the image opens the view too
+    assert page.is_visible("#zoom-view")
+    page.click("#zoom-close")
+    answer_images(page, 4)
+    assert page.is_visible("#done-screen")
+    context.close()
+
+
+@pytest.mark.browser
+def test_per_rater_shuffled_order_is_seeded_recorded_and_reproducible(tmp_path, image_dirs, browser):
+    from medgan_core.turing.order import shuffled_order
+
+    test = build_turing_test(
+        image_dirs["real"],
+        [image_dirs["exp_a"], image_dirs["exp_b"]],
+        tmp_path / "test",
+        n_real=2,
+        n_generated=3,
+        seed=4,
+        shuffle_per_rater=True,
+    )
+    key = pd.read_csv(test.key_path, dtype=str)
+    seeds, orders = [], []
+    for rater in ("ann", "bob"):
+        context = browser.new_context(accept_downloads=True)
+        page = context.new_page()
+        page.goto(test.html_path.as_uri())
+        page.fill("#rater", rater)
+        page.click("#start-btn")
+        shown_sections = []
+        for position in range(len(key)):
+            if position == 4:
+                page.reload()  # the rater's order survives a reload
+            shown_sections.append(page.inner_text("#progress").split("Section ")[1])
+            answer_images(page, 1, "real" if position % 2 else "fake", 3)
+        csv_path = tmp_path / f"{rater}.csv"
+        download_answers(page, csv_path)
+        context.close()
+        assert shown_sections == ["1 of 2"] * 5 + ["2 of 2"] * 5
+        responses = pd.read_csv(csv_path, dtype=str)
+        assert responses.position.tolist() == [str(p) for p in range(1, 11)]
+        (seed,) = set(responses.order_seed)
+        expected = [key.image[i] for i in shuffled_order(key.section_number.tolist(), int(seed))]
+        assert responses.image.tolist() == expected  # the Python reproduction of the page's shuffle
+        assert sorted(responses.image) == sorted(key.image)
+        seeds.append(seed)
+        orders.append(responses.image.tolist())
+    assert seeds[0] != seeds[1] and orders[0] != orders[1]
+    result = CliRunner().invoke(
+        main, ["turing", "analyze", str(tmp_path / "ann.csv"), str(tmp_path / "bob.csv"), "--key", str(test.key_path)]
+    )
+    assert result.exit_code == 0, result.output  # sections and test id agree with the key
+
+
+@pytest.mark.browser
+def test_real_with_likert_1_or_fake_with_likert_5_warns(tmp_path, image_dirs, browser):
+    test = small_test(tmp_path, image_dirs)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    page.fill("#rater", "r1")
+    page.click("#start-btn")
+    page.click("#answer-real")
+    page.check("input[name=likert][value='1']")
+    assert page.is_visible("#conflict-warning") and "Real" in page.inner_text("#conflict-warning")
+    assert page.is_enabled("#next-btn")  # a warning, not a block: the rater may mean it
+    page.check("input[name=likert][value='3']")
+    assert not page.is_visible("#conflict-warning")
+    page.click("#answer-fake")
+    page.check("input[name=likert][value='5']")
+    assert page.is_visible("#conflict-warning") and "Fake" in page.inner_text("#conflict-warning")
+    page.click("#answer-real")  # Real with 5 agrees
+    assert not page.is_visible("#conflict-warning")
+    page.click("#next-btn")
+    assert not page.is_visible("#conflict-warning")  # the next image starts clean
+    context.close()
+
+
+@pytest.mark.browser
+def test_storage_warning_is_on_the_first_screen(tmp_path, image_dirs, browser):
+    test = small_test(tmp_path, image_dirs)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    assert page.is_visible("#start-screen") and not page.is_visible("#storage-warning")
+    context.close()
+
+    context = browser.new_context(accept_downloads=True)
+    # what a browser with site data blocked does: any use of localStorage throws a SecurityError
+    context.add_init_script(
+        "Object.defineProperty(window, 'localStorage', "
+        "{get() { throw new DOMException('blocked', 'SecurityError'); }});"
+    )
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    assert page.is_visible("#storage-warning") and page.is_visible("#start-screen")  # before Start
+    assert "download your answers" in page.inner_text("#storage-warning")
+    page.fill("#rater", "r1")
+    page.click("#start-btn")
+    assert page.is_visible("#storage-warning")
+    answer_images(page, 4)
+    download_answers(page, tmp_path / "r1.csv")
+    context.close()
+    assert len(pd.read_csv(tmp_path / "r1.csv")) == 4  # the test still works from memory

@@ -134,3 +134,55 @@ def test_likert_can_be_left_out_and_title_is_escaped(tmp_path, image_dirs):
     assert data["likert"] is False and data["n_sections"] == 1
     assert "<title>&lt;b&gt;CT&lt;/b&gt; &amp; test</title>" in html
     assert data["title"] == "<b>CT</b> & test"  # set as text by the page's script, never as HTML
+
+
+def write_square(path, size: int = 32, side: int = 0, background: int = 0, value: int = 200) -> None:
+    """A size x size grayscale PNG: `background` with a side x side square of `value` in the middle."""
+    pixels = np.full((size, size), background, dtype=np.uint8)
+    start = (size - side) // 2
+    pixels[start : start + side, start : start + side] = value
+    Image.fromarray(pixels, mode="L").save(path)
+
+
+def test_foreground_fraction_counts_pixels_away_from_the_border_value(tmp_path):
+    from medgan_core.turing.build import foreground_fraction
+
+    square = np.zeros((32, 32), np.uint8)
+    square[8:16, 8:20] = 200
+    assert foreground_fraction(square) == 96 / 1024
+    assert foreground_fraction(255 - square) == 96 / 1024  # a white background is background too
+    assert foreground_fraction(np.where(square > 0, 5, 0).astype(np.uint8)) == 0  # within 10 grey levels: noise
+    assert foreground_fraction(np.stack([square] * 3, axis=2)) == 96 / 1024
+
+
+def test_near_empty_real_images_are_never_drawn(tmp_path, image_dirs):
+    real = tmp_path / "mixed_real"
+    real.mkdir()
+    for i in range(6):  # the top-of-head slices: a few bright pixels in a black frame (1.6% or 3.5% of it)
+        write_square(real / f"empty_{i}.png", side=4 if i % 2 else 6, value=100 + i)
+    for i in range(6):  # brains: a quarter of the frame or more
+        write_square(real / f"brain_{i}.png", side=16 + i, value=150 + i)
+    test = build_turing_test(real, [image_dirs["exp_a"]], tmp_path / "out", n_real=6, n_generated=3, seed=2)
+    key = pd.read_csv(test.key_path, dtype=str)
+    assert sorted(key.source[key.truth == "real"]) == [f"mixed_real/brain_{i}.png" for i in range(6)]
+    assert 0 < test.n_skipped_empty <= 6 and test.min_foreground == 0.05  # those met before the 6th brain
+    with pytest.raises(TuringBuildError, match=r"found 6 .*6 near-empty images skipped .*--min-foreground"):
+        build_turing_test(real, [image_dirs["exp_a"]], tmp_path / "o2", n_real=7, n_generated=3, seed=2)
+    kept = build_turing_test(
+        real, [image_dirs["exp_a"]], tmp_path / "o3", n_real=9, n_generated=3, seed=2, min_foreground=0.02
+    )  # keeps the 6 x 6 squares (3.5% of the frame), not the 4 x 4 ones (1.6%)
+    sources = pd.read_csv(kept.key_path, dtype=str).source
+    assert sorted(sources[sources.str.contains("empty_")]) == [f"mixed_real/empty_{i}.png" for i in (0, 2, 4)]
+    assert (
+        build_turing_test(real, [image_dirs["exp_a"]], tmp_path / "o4", 12, 3, min_foreground=0).n_skipped_empty == 0
+    )
+
+
+def test_the_key_carries_the_test_id_and_options_change_it(tmp_path, image_dirs):
+    args = (image_dirs["real"], [image_dirs["exp_a"]])
+    fixed = build_turing_test(*args, tmp_path / "a", n_real=2, n_generated=2)
+    shuffled = build_turing_test(*args, tmp_path / "b", n_real=2, n_generated=2, shuffle_per_rater=True)
+    key = pd.read_csv(fixed.key_path, dtype=str)
+    assert list(key.columns) == ["image", "truth", "section", "section_number", "source", "test_id"]
+    assert set(key.test_id) == {fixed.test_id} and fixed.test_id != shuffled.test_id
+    assert read_test(fixed)[1]["order"] == "fixed" and read_test(shuffled)[1]["order"] == "shuffled"

@@ -127,3 +127,61 @@ def test_several_files_one_per_rater(tmp_path, key_path):
     bob.write_text("rater,image,answer\nbob,img-a,fake\nbob,img-b,fake\nbob,img-c,real\n", encoding="utf-8")
     results = analyze([ann, bob], key=key_path)
     assert results.per_rater.loc["bob", ["tp", "fn", "fp", "tn"]].tolist() == [1, 1, 0, 1]
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path, key_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("rater,image,answer\nann,img-a,real\nMüller,img-b,fake\n".encode("cp1252"))
+    with pytest.raises(TuringDataError) as info:
+        load_responses(path, key_path)
+    message = str(info.value)
+    assert str(path) in message and "line 3: byte 0xfc is not UTF-8" in message and "UTF-8" in message
+    key = write(tmp_path / "key1252.csv", "image,truth\nimg-é,real\n")
+    key.write_bytes(key.read_text(encoding="utf-8").encode("latin-1"))
+    with pytest.raises(TuringDataError, match=r"key1252\.csv[\s\S]*line 2: byte 0xe9"):
+        load_responses(path, key)
+    path.write_bytes(b"\xef\xbb\xbf" + "rater,image,answer\nMüller,img-a,real\n".encode())  # UTF-8 with a BOM
+    with pytest.raises(TuringDataError, match="no answer for 2 image"):  # read fine: only the missing rows
+        load_responses(path, key_path)
+
+
+KEY_WITH_ID = (
+    "image,truth,section,section_number,source,test_id\n"
+    "img-a,real,exp1,1,r/a.png,t1\nimg-b,generated,exp1,1,g/b.png,t1\n"
+    "img-c,real,exp2,2,r/c.png,t1\nimg-d,generated,exp2,2,g/d.png,t1\n"
+)
+
+
+def test_answers_of_another_test_are_one_problem_naming_both_tests(tmp_path):
+    key = write(tmp_path / "key.csv", KEY_WITH_ID)
+    rows = "".join(f"ann,img-{c},real,{n},t2\n" for c, n in zip("wxyz", "1122"))
+    other = write(tmp_path / "other.csv", "rater,image,answer,section,test_id\n" + rows)
+    with pytest.raises(TuringDataError) as info:
+        load_responses(other, key)
+    assert info.value.problems == [
+        "other.csv: answers of test 't2', but the key is of test 't1': these answers belong to another test; "
+        "pass that test's answer_key.csv"
+    ]
+    good = write(tmp_path / "good.csv", "rater,image,answer,section,test_id\n" + rows.replace("t2", "t1"))
+    good.write_text(good.read_text().replace("img-w", "img-a").replace("img-x", "img-b"), encoding="utf-8")
+    good.write_text(good.read_text().replace("img-y", "img-c").replace("img-z", "img-d"), encoding="utf-8")
+    assert len(load_responses(good, key)) == 4
+    with pytest.raises(TuringDataError, match="holds answers of test 't1'"):  # no key: files of two tests
+        load_responses(
+            [
+                write(tmp_path / "a.csv", "rater,image,answer,truth,test_id\nann,x,real,real,t1\n"),
+                write(tmp_path / "b.csv", "rater,image,answer,truth,test_id\nbob,x,real,real,t2\n"),
+            ]
+        )
+
+
+def test_sections_are_checked_against_the_key(tmp_path):
+    key = write(tmp_path / "key.csv", KEY_WITH_ID)
+    text = "rater,image,answer,section\nann,img-a,real,1\nann,img-b,real,2\nann,img-c,fake,exp2\nann,img-d,fake,\n"
+    with pytest.raises(TuringDataError) as info:
+        load_responses(write(tmp_path / "r.csv", text), key)
+    assert info.value.problems == ["line 3: section '2' for image 'img-b', but the key puts it in section 1 (exp1)"]
+    table = load_responses(write(tmp_path / "r.csv", text.replace("img-b,real,2", "img-b,real,1")), key)
+    assert table.section.tolist() == ["exp1", "exp1", "exp2", "exp2"]  # numbers, names and blanks all accepted
+    with pytest.raises(TuringDataError, match=r"test ids 't1' \(line 2\), 't9' \(line 3\): one key per test"):
+        load_responses(tmp_path / "r.csv", write(tmp_path / "k2.csv", KEY_WITH_ID.replace("b.png,t1", "b.png,t9")))
