@@ -63,7 +63,9 @@ class SourceNote:
     anonymous: str
 
     def shown(self, show_paths: bool) -> str:
-        return f"{self.relative}: {self.text}" if show_paths else f"{self.source_id}: {self.anonymous}"
+        if show_paths:
+            return self.text if self.relative in self.text else f"{self.relative}: {self.text}"
+        return f"{self.source_id}: {self.anonymous}"
 
 
 @dataclasses.dataclass

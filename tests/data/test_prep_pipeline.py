@@ -143,3 +143,26 @@ def test_outputs_do_not_depend_on_the_number_of_workers(tmp_path, name):
     one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
     three = {p.name: p.read_bytes() for p in (tmp_path / "three").iterdir()}
     assert one == three and len(one) > 3
+
+
+def test_odd_but_usable_inputs_are_notes_naming_the_file(tmp_path):
+    """Issue 15.6: a README.txt in a DICOM series, a mask with no scan, a mask without liver: notes, not failures."""
+    hu, mask = phantoms.ct_phantom()
+    src = tmp_path / "src"
+    phantoms.write_nifti_ras(src / "images" / "case00.nii.gz", hu)
+    phantoms.write_nifti_ras(src / "masks" / "case00.nii.gz", mask)
+    phantoms.write_nifti_ras(src / "images" / "case01.nii.gz", hu)
+    phantoms.write_nifti_ras(src / "masks" / "case01.nii.gz", np.zeros_like(mask))  # no liver label
+    phantoms.write_dicom_series(src / "images" / "case02", hu)
+    (src / "images" / "case02" / "README.txt").write_text("series exported from the PACS")
+    phantoms.write_nifti_ras(src / "masks" / "case02.nii.gz", mask)
+    phantoms.write_nifti_ras(src / "masks" / "case03.nii.gz", mask)  # no scan of that name
+    report = run_prep(Recipe.from_name("liver-ct"), src, tmp_path / "out", progress=False)
+    liver_slices = int(mask.reshape(mask.shape[0], -1).any(axis=1).sum())
+    assert not report.failures and report.made == 2 * liver_slices
+    notes = "\n".join(note.shown(True) for note in report.notes)
+    assert len(report.notes) == 3, notes
+    assert "images/case02: skipped 1 non-DICOM file(s): README.txt" in notes
+    assert "masks/case01.nii.gz: no voxel has label 1 or 2" in notes
+    assert "masks/case03.nii.gz: mask without a scan" in notes
+    assert f"{len(report.notes)} note(s):" in report.summary()

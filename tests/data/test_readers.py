@@ -8,7 +8,7 @@ from PIL import Image
 
 from medgan_core.data import phantoms
 from medgan_core.data.embedded import pydicom_file
-from medgan_core.data.readers import ReadError, read_image
+from medgan_core.data.readers import DataWarning, ReadError, read_image
 
 SHAPE = (12, 48, 64)  # [Z, Y, X]: non-square in-plane, so a transposition would change the shape
 
@@ -73,6 +73,33 @@ def test_dicom_series_agrees_with_simpleitk_gdcm(tmp_path, phantom):
     np.testing.assert_array_equal(array, sitk.GetArrayFromImage(reference))
     np.testing.assert_allclose(meta.origin_lps_mm, reference.GetOrigin(), atol=1e-4)
     assert meta.is_hu and meta.modality == "CT"
+
+
+def test_dicom_series_is_oriented_from_its_cosines_without_a_simpleitk_image(tmp_path, phantom, monkeypatch):
+    """Issue 14: the series goes numpy -> numpy; building a SimpleITK image on the way would fail here."""
+
+    def no_image(*args, **kwargs):
+        raise AssertionError("read_dicom built a SimpleITK image")
+
+    monkeypatch.setattr(sitk, "GetImageFromArray", no_image)
+    array, meta = read_image(phantoms.write_dicom_series(tmp_path / "series", phantom))
+    np.testing.assert_array_equal(array, phantom)
+    # stored: columns run towards the patient's Right, rows Posterior, slices along row x column = Inferior
+    assert meta.source_orientation == "RPI" and meta.orientation == "LPS"
+
+
+def test_non_dicom_files_in_a_series_folder_are_skipped_with_a_note(tmp_path, phantom):
+    folder = phantoms.write_dicom_series(tmp_path / "series", phantom)
+    (folder / "README.txt").write_text("exported by the PACS, see the study report")
+    (folder / "thumbs").mkdir()
+    (folder / "thumbs" / "preview.jpg").write_bytes(b"\xff\xd8\xff\xe0 not dicom")
+    with pytest.warns(DataWarning, match=r"series: skipped 2 non-DICOM file\(s\): README.txt, thumbs/preview.jpg"):
+        array, _ = read_image(folder)
+    np.testing.assert_array_equal(array, phantom)
+    # a damaged slice that claims to be DICOM still fails the series, naming the file
+    (folder / "IM0003.dcm").write_bytes(b"\0" * 40)
+    with pytest.warns(DataWarning), pytest.raises(ReadError, match="IM0003.dcm: not a readable DICOM file"):
+        read_image(folder)
 
 
 def test_ct_small_values_are_hounsfield_units_and_meta_is_anonymous():
