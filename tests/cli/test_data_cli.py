@@ -74,3 +74,50 @@ def test_dataset_names_the_offending_file(tmp_path):
         main, ["dataset", "--source", str(tmp_path / "png"), "--dest", str(tmp_path / "d.zip")]
     )
     assert result.exit_code != 0 and "b.png" in result.output and "not square" in result.output
+
+
+def test_dataset_names_every_undecodable_image_and_writes_nothing(tmp_path):
+    import numpy as np
+
+    from medgan_core.utils.io import save_png
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        save_png(rng.integers(0, 256, (16, 16), dtype=np.uint8), tmp_path / "png" / f"{i}.png")
+    whole = (tmp_path / "png" / "0.png").read_bytes()
+    (tmp_path / "png" / "1.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "png" / "2.png").write_bytes(whole[:-30])
+    args = ["dataset", "--source", str(tmp_path / "png"), "--dest", str(tmp_path / "d.zip"), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "1.png: cannot decode" in result.output and "2.png: cannot decode" in result.output
+    assert "/0.png" not in result.output  # the good image is not listed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["png"]  # no zip, no temporary file
+
+
+def test_the_training_advice_for_a_48_pixel_set_works(tmp_path):
+    """The error on 48x48 images names a `medgan dataset --resolution` command; that command makes a set that
+    trains, and honours the source's dataset.json labels on the way."""
+    import json
+
+    import numpy as np
+    import pytest
+
+    from medgan_core.training.dataset import DatasetError, ImageFolderDataset
+    from medgan_core.utils.io import save_png
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        save_png(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), tmp_path / "png" / f"{i}.png")
+    (tmp_path / "png" / "dataset.json").write_text(json.dumps({"labels": [[f"{i}.png", i % 2] for i in range(4)]}))
+    with pytest.raises(DatasetError) as error:
+        ImageFolderDataset(tmp_path / "png")
+    advice = "medgan dataset --source DIR --dest OUT.zip --resolution 64"
+    assert "side 48 is not a power of two" in str(error.value) and advice in str(error.value)
+    command = advice.replace("DIR", str(tmp_path / "png")).replace("OUT.zip", str(tmp_path / "d.zip")).split()[1:]
+    result = CliRunner().invoke(main, command + ["--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "4 images, 64x64, 3 channel(s), with labels, 4 resized (Lanczos)" in result.output
+    dataset = ImageFolderDataset(tmp_path / "d.zip", use_labels=True)
+    assert dataset.image_shape == [3, 64, 64] and dataset.label_dim == 2
+    np.testing.assert_array_equal(dataset.get_label(3), [0, 1])

@@ -91,3 +91,17 @@ def test_medgan_metrics_on_the_parity_network(parity_dir, tmp_path, weights_file
     assert line["metric"] == "fid1k_full" and line["num_gen"] == 6
     assert np.isfinite(line["results"]["fid1k_full"]) and line["results"]["fid1k_full"] > 0
     assert line["detector"].startswith("pytorch-fid-")
+
+
+@pytest.mark.parametrize("batch", ["1", "3"])
+def test_medgan_fid_checks_the_whole_set_whatever_the_batch(tmp_path, weights_file, batch):
+    """One odd-sized image among six: refused up front, named, even when no batch holds it beside another."""
+    rng = np.random.default_rng(0)
+    for folder in ("real", "fake"):
+        for i in range(6):
+            save_png(rng.integers(0, 256, (16, 16), dtype=np.uint8), tmp_path / folder / f"{i}.png")
+    save_png(rng.integers(0, 256, (8, 8), dtype=np.uint8), tmp_path / "fake" / "6_odd.png")
+    args = ["fid", str(tmp_path / "real"), str(tmp_path / "fake"), "--batch", batch, "--inception", str(weights_file)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "6_odd.png: 1x8x8" in result.output and "differs from the majority's 1x16x16" in result.output

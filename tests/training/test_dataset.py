@@ -102,3 +102,27 @@ def test_sampler_is_seeded_and_splits_ranks(tmp_path):
     rank1 = take(InfiniteSampler(dataset, rank=1, num_replicas=2, seed=1), 15)
     merged = [x for pair in zip(rank0, rank1) for x in pair]
     assert merged == first  # the ranks interleave one shared stream
+
+
+def test_a_truncated_image_in_a_zip_is_named_when_training_reads_it(tmp_path):
+    """The headers pass the up-front check; decoding the cut image fails naming it, also in a worker process."""
+    import io
+    import zipfile
+
+    import torch
+
+    data = []
+    for image in disc_images(4, 16):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        data.append(buffer.getvalue())
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, png in enumerate(data):
+            zf.writestr(f"00000/img{i:08d}.png", png if i != 2 else png[: len(png) // 2])
+    dataset = ImageFolderDataset(archive)
+    with pytest.raises(DatasetError, match=r"set\.zip/00000/img00000002\.png: cannot decode"):
+        dataset[2]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1)
+    with pytest.raises(Exception, match=r"00000/img00000002\.png: cannot decode"):
+        next(iter(loader))
