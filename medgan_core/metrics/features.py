@@ -102,7 +102,11 @@ def generated_images(G, indices: range, device, labels: np.ndarray | None = None
         if c_dim:
             if labels is None or len(labels) == 0:
                 raise ValueError("a conditional generator needs the real dataset's labels (dataset.json)")
-            c[row, labels[rng.randint(len(labels))]] = 1
+            label = labels[rng.randint(len(labels))]  # a class index, or a float label vector (dataset.json)
+            if np.ndim(label) == 0:
+                c[row, label] = 1
+            else:
+                c[row] = label
     with torch.inference_mode():
         z_t = torch.from_numpy(z).to(device)
         c_t = torch.from_numpy(c).to(device)
