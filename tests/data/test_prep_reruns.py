@@ -130,3 +130,41 @@ def test_an_index_from_before_keyed_names_is_replaced(tmp_path):
     report = run_prep(Recipe.from_name("sliver07"), tmp_path / "src", out, progress=False)
     assert report.removed == 1 and not old_png.exists() and report.made == len(_pngs(out))
     _assert_index_matches_folder(out)
+
+
+KILLED_RUN = """
+import os, signal, sys
+from medgan_core.data import pipeline
+from medgan_core.data.recipes import Recipe
+from medgan_core.utils.io import atomic_write, png_bytes
+
+def dying_write(render, path):  # the 5th PNG: half written to its temporary name, then kill -9
+    dying_write.calls += 1
+    if dying_write.calls < 5:
+        return real_write(render, path)
+    with atomic_write(path, durable=False) as f:
+        f.write(png_bytes(render())[:100])
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+dying_write.calls, real_write = 0, pipeline._write_png
+pipeline._write_png = dying_write
+pipeline.run_prep(Recipe.from_name("sliver07"), sys.argv[1], sys.argv[2], workers=2, progress=False)
+"""
+
+
+def test_a_run_killed_mid_write_is_cleaned_up_by_the_next(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    truth = phantoms.write_sliver07_phantom(tmp_path / "src", cases=2)
+    out = tmp_path / "out"
+    args = [sys.executable, "-c", KILLED_RUN, str(tmp_path / "src"), str(out)]
+    killed = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert any(p.name.endswith(".tmp") for p in out.iterdir())  # what the killed run left behind
+    report = run_prep(Recipe.from_name("sliver07"), tmp_path / "src", out, workers=2, progress=False)
+    assert not report.failures and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    _assert_index_matches_folder(out)
+    assert report.total == len(_pngs(out)) == sum(volume.shape[0] for volume in truth.values())
