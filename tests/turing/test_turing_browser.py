@@ -403,3 +403,30 @@ def test_storage_warning_is_on_the_first_screen(tmp_path, image_dirs, browser):
     download_answers(page, tmp_path / "r1.csv")
     context.close()
     assert len(pd.read_csv(tmp_path / "r1.csv")) == 4  # the test still works from memory
+
+
+@pytest.mark.browser
+def test_python_reproduces_the_page_shuffle_for_many_seeds(tmp_path, image_dirs, browser):
+    from medgan_core.turing.order import shuffled_order
+
+    test = build_turing_test(
+        image_dirs["real"],
+        [image_dirs["exp_a"], image_dirs["exp_b"]],
+        tmp_path / "test",
+        n_real=3,
+        n_generated=4,
+        shuffle_per_rater=True,
+    )
+    sections = pd.read_csv(test.key_path, dtype=str).section_number.tolist()
+    seeds = [0, 1, 2**31 - 1, 2**31, 2**32 - 1, *range(12345, 2**32, 2**32 // 200)]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(test.html_path.as_uri())
+    in_page = page.evaluate("seeds => seeds.map((seed) => shuffledOrder(seed))", seeds)
+    context.close()
+    assert in_page == [shuffled_order(sections, seed) for seed in seeds]
+    assert len({tuple(order) for order in in_page}) > 150  # the seed matters
+    for order in in_page:  # a permutation that keeps each section together
+        assert sorted(order) == list(range(len(sections)))
+        shown = [sections[i] for i in order]
+        assert shown == sorted(shown, key=shown.index)
