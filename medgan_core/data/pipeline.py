@@ -97,10 +97,10 @@ class PrepReport:
 
     def summary(self) -> str:
         lines = [self.key_message] if self.key_message else []
+        dropped = f", {self.dropped} dropped by the slice selection" if self.dropped else ""
         lines.append(
             f"{self.recipe}: {self.total} slices from {self.sources} sources ({self.made} made, {self.reused} "
-            f"reused, {self.dropped} dropped by the slice selection, {self.removed} stale removed) "
-            f"in {self.seconds:.1f} s"
+            f"reused{dropped}, {self.removed} stale removed) in {self.seconds:.1f} s"
         )
         if self.expected is not None:
             verdict = "matches" if self.matches_expected else "does NOT match"
