@@ -36,7 +36,6 @@ def prep(
     """Run recipe NAME (a manifest in data_manifests/, e.g. liver-ct, sliver07, chestxray14, acdc, msd-brain,
     mni-brain, pydicom-samples) over --src, writing anonymous PNGs and index.csv to --out.
 
-    \b
     Output names are an HMAC of each source's path under a secret key kept outside --out, so nobody without
     the key can link a PNG to a patient folder. Back the key up with the raw data: without it a rerun names
     (and makes) every slice anew. Public bundled recipes (mni-brain, pydicom-samples) use a fixed public key.
