@@ -17,14 +17,15 @@ PY="${MEDGAN_PYTHON:-$REPO/.venv/bin/python}"
 THREADS="${MEDGAN_RECORD_THREADS:-1}"
 WORK="${MEDGAN_RECORD_WORK:-/tmp/medgan-record-$NAME}"
 DEST="$REPO/book/records/$NAME"
-COMMAND="bash book/records/make_records.sh $*"
+SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SEEDS|THREADS)=' | sort | tr '\n' ' ' || true)"
+COMMAND="${SETTINGS}bash book/records/make_records.sh $*"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
 git clone -q "$REPO" "$WORK/src"
 git -C "$WORK/src" checkout -q "$COMMIT"
 cd "$WORK"  # `python -c` puts the current folder first on sys.path: never the working tree's package
-export PYTHONPATH="$WORK/src" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" MPLBACKEND=Agg PYTHONHASHSEED=0
+export PYTHONUNBUFFERED=1 PYTHONPATH="$WORK/src" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" MPLBACKEND=Agg PYTHONHASHSEED=0
 medgan() { "$PY" -c 'import sys; from medgan_core.cli import main; sys.argv[0] = "medgan"; main()' "$@"; }
 zip_of() {  # zip_of SLICES RESOLUTION -> prints the training zip (the chapters' own helper)
     "$PY" -c 'import sys; from medgan_core.book.demo import training_set; print(training_set(sys.argv[1], sys.argv[2], int(sys.argv[3])))' \
