@@ -121,3 +121,12 @@ def test_the_training_advice_for_a_48_pixel_set_works(tmp_path):
     dataset = ImageFolderDataset(tmp_path / "d.zip", use_labels=True)
     assert dataset.image_shape == [3, 64, 64] and dataset.label_dim == 2
     np.testing.assert_array_equal(dataset.get_label(3), [0, 1])
+
+
+def test_prep_refuses_a_second_recipe_in_the_same_out(tmp_path):
+    out = str(tmp_path / "out")
+    result = CliRunner().invoke(main, ["prep", "pydicom-samples", "--out", out, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["prep", "mni-brain", "--out", out, "--no-progress"])
+    assert result.exit_code != 0 and "pydicom-samples" in result.output and "its own --out" in result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3  # the first recipe's slices are kept
