@@ -253,7 +253,9 @@ def render_html(
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")  # safe inside <script>
     template = resources.files("medgan_core.turing").joinpath("template.html").read_text(encoding="utf-8")
     page = template.replace("<title>Visual Turing test</title>", f"<title>{html.escape(title)}</title>", 1)
-    page = page.replace("__N_IMAGES__", str(len(images)))  # read without JavaScript too (the <noscript> text)
+    # the title and the count read without JavaScript too (beside the <noscript> text)
+    page = page.replace('<h1 id="title">Visual Turing test</h1>', f'<h1 id="title">{html.escape(title)}</h1>', 1)
+    page = page.replace("__N_IMAGES__", str(len(images)))
     return page.replace(_DATA_TOKEN, payload, 1)
 
 

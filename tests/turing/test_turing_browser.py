@@ -191,10 +191,11 @@ def small_test(tmp_path, image_dirs, **options):
 
 @pytest.mark.browser
 def test_without_javascript_the_page_says_what_to_do(tmp_path, image_dirs, browser):
-    test = small_test(tmp_path, image_dirs)
+    test = small_test(tmp_path, image_dirs, title="Brain <MRI> test")
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(test.html_path.as_uri())
+    assert page.inner_text("h1") == "Brain <MRI> test"
     note = page.inner_text("#noscript-warning")
     assert "needs JavaScript" in note and "4 images" in note
     assert not page.is_visible("#start-screen") and not page.is_visible("#start-btn")
