@@ -74,9 +74,15 @@ def resolve_key(key_file: str | Path | None, out: str | Path, public_sources: bo
                 f"naming key {path} not found (from --key-file or ${KEY_FILE_ENV}); give an existing key file, or "
                 f"unset both to use {default_key_path()} (created when missing)"
             )
-        _create_key_file(path)
+        try:
+            _create_key_file(path)
+        except OSError as exc:
+            raise ValueError(f"cannot create naming key {path} ({exc}); give one with --key-file") from None
         created = True
-    secret = path.read_bytes().strip()
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read naming key {path} ({exc})") from None
     if len(secret) < MIN_KEY_BYTES:
         raise ValueError(f"naming key {path} holds {len(secret)} bytes; use at least {MIN_KEY_BYTES} random bytes")
     return NamingKey(secret, path, created)

@@ -143,11 +143,11 @@ def write_index(out: Path, rows: list[dict]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class _Source:
-    """A work item with its keyed id and input digest."""
+    """A work item with its keyed id and what an earlier run listed for it in index.csv."""
 
     item: WorkItem
     source_id: str
-    digest: str
+    previous_rows: tuple[dict, ...] = ()
 
 
 def run_prep(
@@ -185,15 +185,14 @@ def run_prep(
         _remove_temporaries(out)
         previous = read_index(out)
         _refuse_other_recipes(previous, recipe.name, out)
-        sources = _list_sources(recipe, src, limit, key, report)
-        reused = _verified_rows(previous, sources, out)
-        report.removed = _remove_outputs_except(out, previous, reused)
-        _make_slices(recipe, sources, reused, src, out, workers, report, progress)
+        sources = _list_sources(recipe, src, limit, key, previous, report)
+        report.removed = _remove_outputs_of_other_sources(out, previous, sources)
+        _make_slices(recipe, sources, key, src, out, workers, report, progress)
     report.seconds = time.perf_counter() - started
     return report
 
 
-# -- before the work: one run per folder, no leftovers, what can be reused ------------------------------------------
+# -- before the work: one run per folder, no leftovers ----------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -232,8 +231,8 @@ def _refuse_other_recipes(previous: list[dict], recipe: str, out: Path) -> None:
         )
 
 
-def _list_sources(recipe: Recipe, src, limit: int | None, key: naming.NamingKey, report: PrepReport) -> list[_Source]:
-    """The recipe's work items (first `limit`) with keyed ids and input digests; discovery notes go to `report`."""
+def _list_sources(recipe: Recipe, src, limit, key: naming.NamingKey, previous, report: PrepReport) -> list[_Source]:
+    """The recipe's work items (first `limit`) with keyed ids and earlier index rows; discovery notes -> `report`."""
     src_root = Path(src) if src is not None else None
     with _data_warnings() as caught:
         items = recipe.discover(src)
@@ -242,86 +241,102 @@ def _list_sources(recipe: Recipe, src, limit: int | None, key: naming.NamingKey,
         note = _note(naming.source_id(key, relative), relative, message, src_root, [(relative, "<file>")])
         report.notes.append(note)
     items = items if limit is None else items[: max(0, int(limit))]
+    rows_of: dict[str, list[dict]] = {}
+    for row in previous:
+        rows_of.setdefault(row.get("source_id", ""), []).append(row)
     sources, seen = [], {}
     for item in items:
         source_id = naming.source_id(key, item.relative)
         if seen.setdefault(source_id, item.relative) != item.relative:
             raise ValueError(f"two sources share the name {source_id}: {seen[source_id]} and {item.relative}")
-        settings = f"{PREP_FORMAT}\n{recipe.settings_text(item)}"
-        try:
-            digest = naming.input_digest(key, settings, recipe.input_files(item))
-        except OSError:  # unreadable: never reused, and reading it fails with the file's name
-            digest = ""
-        sources.append(_Source(item, source_id, digest))
+        sources.append(_Source(item, source_id, tuple(rows_of.get(source_id, ()))))
     report.sources = len(sources)
     return sources
 
 
-def _verified_rows(previous: list[dict], sources: list[_Source], out: Path) -> dict[str, list[dict]]:
-    """Index rows to keep, by source id: same input digest, and every PNG with its recorded SHA-256."""
-    rows_of: dict[str, list[dict]] = {}
-    for row in previous:
-        rows_of.setdefault(row.get("source_id", ""), []).append(row)
-    verified = {}
-    for source in sources:
-        rows = rows_of.get(source.source_id, [])
-        if rows and all(r["input_digest"] == source.digest and _png_intact(out / r["output"], r) for r in rows):
-            verified[source.source_id] = rows
-    return verified
-
-
-def _png_intact(path: Path, row: dict) -> bool:
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == row["png_sha256"]
-
-
-def _remove_outputs_except(out: Path, previous: list[dict], reused: dict[str, list[dict]]) -> int:
-    """Delete every output of an earlier run that is not reused (index rows and stray prep-named PNGs)."""
-    keep = {row["output"] for rows in reused.values() for row in rows}
+def _remove_outputs_of_other_sources(out: Path, previous: list[dict], sources: list[_Source]) -> int:
+    """Delete the outputs of sources this run does not have (removed, cut by --limit, legacy names) and stray
+    prep-named PNGs that no index lists."""
+    kept = {row["output"] for source in sources for row in source.previous_rows}
     listed = {row["output"] for row in previous}
     stray = {p.name for p in out.iterdir() if OUTPUT_PATTERN.fullmatch(p.name)}
+    return _remove(out, sorted((listed | stray) - kept))
+
+
+def _remove(out: Path, names) -> int:
     removed = 0
-    for name in sorted((listed | stray) - keep):
-        path = out / name
-        if path.is_file():
-            path.unlink()
+    for name in names:
+        if (out / name).is_file():
+            (out / name).unlink()
             removed += 1
     return removed
 
 
-# -- the work: read each source in order, write its PNGs on the writer threads -------------------------------------
+# -- the work: check each source in order, reuse it or read it; its PNGs are written on the writer threads -------
 
 
-def _make_slices(recipe, sources, reused, src, out: Path, workers: int, report: PrepReport, progress: bool) -> None:
-    """Plan each source on this thread while `workers` threads write the previous one's PNGs; keep index.csv
-    current (every CHECKPOINT_EVERY_S seconds and at the end, also when interrupted)."""
-    done = {n: reused[s.source_id] for n, s in enumerate(sources) if s.source_id in reused}  # position -> rows
-    report.reused = sum(len(rows) for rows in done.values())
+def _make_slices(recipe, sources, key, src, out: Path, workers: int, report: PrepReport, progress: bool) -> None:
+    """Each source in order on this thread: reuse its slices when unchanged, else read and plan it while `workers`
+    threads write the previous one's PNGs. index.csv stays current (every CHECKPOINT_EVERY_S seconds and at the
+    end, also when interrupted: it then keeps the earlier rows of the sources not reached)."""
+    done: dict[int, list[dict]] = {}  # position in `sources` -> its index rows, made or reused
     in_flight: list[_Writing] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medgan-png")
     bar = tqdm(total=len(sources), desc=f"prep {recipe.name}", unit="scan", disable=not progress)
-    last_checkpoint = time.monotonic()
+    last_checkpoint, reached = time.monotonic(), -1  # reached: position of the source being handled
     try:
-        for position, source in enumerate(sources):
-            if position not in done:
+        for reached, source in enumerate(sources):
+            digest = _input_digest(recipe, key, source.item)
+            if _unchanged(source, digest, out):
+                done[reached] = list(source.previous_rows)
+                report.reused += len(source.previous_rows)
+            else:
+                report.removed += _remove(out, [row["output"] for row in source.previous_rows])
                 slices = _plan(recipe, source, src, report)
                 if slices is not None:
-                    in_flight.append(_Writing.start(pool, position, source, slices, out, recipe.name))
+                    in_flight.append(_Writing.start(pool, reached, source, digest, slices, out, recipe.name))
             while len(in_flight) > 1:  # one source in flight while the next one is read
                 _settle(in_flight.pop(0), done, report)
             bar.update(1)
             if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
                 while in_flight:
                     _settle(in_flight.pop(0), done, report)
-                write_index(out, [row for _, rows in sorted(done.items()) for row in rows])
+                write_index(out, _index_rows(sources, done, reached))
                 last_checkpoint = time.monotonic()
         while in_flight:
             _settle(in_flight.pop(0), done, report)
+        reached = len(sources)
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)  # interrupted: queued writes are cancelled
         while in_flight:
             _settle(in_flight.pop(0), done, report)
-        write_index(out, [row for _, rows in sorted(done.items()) for row in rows])
+        write_index(out, _index_rows(sources, done, reached))
+
+
+def _input_digest(recipe: Recipe, key: naming.NamingKey, item: WorkItem) -> str:
+    """Keyed digest of the item's files, its mask's files and the recipe's settings ('' when unreadable)."""
+    settings = f"{PREP_FORMAT}\n{recipe.settings_text(item)}"
+    try:
+        return naming.input_digest(key, settings, recipe.input_files(item))
+    except OSError:  # never reused; reading it fails with the file's name
+        return ""
+
+
+def _unchanged(source: _Source, digest: str, out: Path) -> bool:
+    """An earlier run made this source from the same inputs and settings, and each of its PNGs is intact."""
+    return bool(source.previous_rows) and all(
+        row["input_digest"] == digest
+        and (out / row["output"]).is_file()
+        and hashlib.sha256((out / row["output"]).read_bytes()).hexdigest() == row["png_sha256"]
+        for row in source.previous_rows
+    )
+
+
+def _index_rows(sources: list[_Source], done: dict[int, list[dict]], reached: int) -> list[dict]:
+    """Rows in source order: those done, then the earlier rows of sources not reached yet (still on disk)."""
+    rows = [row for _, source_rows in sorted(done.items()) for row in source_rows]
+    return rows + [row for source in sources[reached + 1 :] for row in source.previous_rows]
 
 
 def _plan(recipe: Recipe, source: _Source, src, report: PrepReport) -> list | None:
@@ -358,14 +373,14 @@ class _Writing:
     futures: list[Future]
 
     @classmethod
-    def start(cls, pool, position: int, source: _Source, slices, out: Path, recipe: str) -> _Writing:
+    def start(cls, pool, position: int, source: _Source, digest: str, slices, out: Path, recipe: str) -> _Writing:
         paths, rows, futures = [], [], []
         for frame, slice_index, render in slices:
             name = output_name(source.source_id, frame, slice_index)
             paths.append(out / name)
             futures.append(pool.submit(_write_png, render, out / name))
             frame_text = "" if frame is None else str(frame)
-            values = (source.source_id, frame_text, slice_index, name, recipe, source.digest, "")
+            values = (source.source_id, frame_text, slice_index, name, recipe, digest, "")
             rows.append(dict(zip(INDEX_COLUMNS, values)))
         return cls(position, source, paths, rows, futures)
 

@@ -168,3 +168,25 @@ def test_a_run_killed_mid_write_is_cleaned_up_by_the_next(tmp_path):
     assert not report.failures and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     _assert_index_matches_folder(out)
     assert report.total == len(_pngs(out)) == sum(volume.shape[0] for volume in truth.values())
+
+
+def test_an_interrupted_rerun_keeps_index_and_folder_in_step(tmp_path, monkeypatch):
+    truth = phantoms.write_sliver07_phantom(tmp_path / "src", cases=3)
+    recipe, out = Recipe.from_name("sliver07"), tmp_path / "out"
+    run_prep(recipe, tmp_path / "src", out, progress=False)
+    complete = _folder(out)
+    victim = out / read_index(out)[0]["output"]  # a slice of the first source: that source must be remade
+    victim.write_bytes(victim.read_bytes()[:100])
+
+    def interrupted(item):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(Recipe, "plan", lambda self, item: interrupted(item))
+        run_prep(recipe, tmp_path / "src", out, progress=False)
+    _assert_index_matches_folder(out)  # the first source's slices are gone, the other two still listed
+    per_case = next(iter(truth.values())).shape[0]
+    assert len(read_index(out)) == 2 * per_case and not any(p.name.startswith(".") for p in out.iterdir())
+    report = run_prep(recipe, tmp_path / "src", out, progress=False)
+    assert report.made == per_case and report.reused == 2 * per_case
+    assert _folder(out) == complete
