@@ -14,6 +14,10 @@ After a run `out/` holds exactly the slices of this run's sources, each listed i
 - one folder holds one recipe: a second recipe is refused (`medgan dataset` packs the whole folder, and two
   recipes differ in modality and size).
 
+The summary names a failed or odd source by its id (``show_paths`` names its path, for the user's own terminal);
+odd but usable input (a README.txt in a DICOM folder, a mask without scan or without liver) is a note, not a
+failure.
+
 Every file is written to a temporary name and renamed when complete. Sources are read in order by the calling
 thread while `workers` threads encode and write the previous source's PNGs (zlib and numpy release the GIL);
 results are gathered in source order, so outputs and index do not depend on the number of workers.
