@@ -41,10 +41,11 @@ def test_chapter_runs_with_overrides_that_show_in_its_output(smoke_book, chapter
 def test_override_changes_what_the_chapters_compute(smoke_book):
     """Beyond the echo: the overridden resolution, seeds and test sizes change the chapters' results."""
     read = lambda name: outputs_text(nbformat.read(smoke_book / GENERATED / f"{name}.ipynb", as_version=4))  # noqa: E731
-    # the data chapter's default is the embedded MNI volume: 155 non-empty axial slices, counted by the manifest
-    assert "mni-brain: 155 slices from 1 sources" in read("01_data")
+    # the data chapter's default is the embedded MNI volume: 123 axial slices with brain on >= 10% of the slice,
+    # counted by the manifest (issue 12.6)
+    assert "mni-brain: 123 slices from 1 sources" in read("01_data")
     training = read("02_training")
-    assert re.search(r"training set \S+mni-brain-16\.zip: 155 images, 16x16", training), training[:2000]
+    assert re.search(r"training set \S+mni-brain-16\.zip: 123 images, 16x16", training), training[:2000]
     assert "Dataset " in training and "16x16" in training
     ablation = read("03_ablation")  # seeds=[0]: one run per experiment, four in all
     assert "4 run directories" in ablation
