@@ -14,7 +14,11 @@ import click
 @click.option("--src", type=click.Path(file_okay=False, path_type=Path), help="Downloaded dataset folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="PNG writer threads.")
-@click.option("--limit", type=click.IntRange(min=0), help="Process only the first N sources (sorted by path).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help="Only the first N sources (sorted by path); outputs of the others are removed.",
+)
 @click.option(
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
