@@ -208,8 +208,12 @@ class Recipe:
 
     def input_files(self, item: WorkItem) -> list[tuple[str, Path]]:
         """(label, path) of every file an item's slices depend on: the scan's files, then its mask's."""
-        files = [(f"scan/{p.name}", p) for p in input_files(item.path)]
-        return files + ([(f"mask/{p.name}", p) for p in input_files(item.mask)] if item.mask else [])
+        files = []
+        for role, path in (("scan", item.path), ("mask", item.mask)):
+            if path is not None:
+                base = path if path.is_dir() else path.parent  # a DICOM folder's files by their path inside it
+                files += [(f"{role}/{file.relative_to(base).as_posix()}", file) for file in input_files(path)]
+        return files
 
     def settings_text(self, item: WorkItem) -> str:
         """The recipe's settings for one item as canonical JSON (part of the item's input digest)."""

@@ -190,3 +190,17 @@ def test_an_interrupted_rerun_keeps_index_and_folder_in_step(tmp_path, monkeypat
     report = run_prep(recipe, tmp_path / "src", out, progress=False)
     assert report.made == per_case and report.reused == 2 * per_case
     assert _folder(out) == complete
+
+
+def test_a_changed_data_file_behind_a_header_is_noticed(tmp_path):
+    """MetaImage keeps its voxels in a .raw beside the .mhd header: a change there counts as a changed input."""
+    truth = phantoms.write_sliver07_phantom(tmp_path / "src", cases=2)
+    recipe, out = Recipe.from_name("sliver07"), tmp_path / "out"
+    run_prep(recipe, tmp_path / "src", out, progress=False)
+    hu = truth["liver-orig002.mhd"].copy()
+    hu[hu.shape[0] // 2] += 100  # one slice brighter, same file size
+    phantoms.write_metaimage_lpi(tmp_path / "src" / "liver-orig002.mhd", hu)
+    report = run_prep(recipe, tmp_path / "src", out, progress=False)
+    assert report.made == hu.shape[0] and report.reused == truth["liver-orig001.mhd"].shape[0]
+    run_prep(recipe, tmp_path / "src", tmp_path / "fresh", progress=False)
+    assert _folder(out) == _folder(tmp_path / "fresh")
