@@ -44,7 +44,8 @@ def _json_number(value: float):
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"fid": ...} as JSON.')
 def fid(real, generated, inception, batch_size, kid, device, as_json):
-    """FID (and KID) between two folders or zips of images (PNG; 8-bit grayscale or RGB)."""
+    """FID (and KID) between two folders or zips of images (PNG, JPEG, BMP, TIFF or WebP; 8-bit grayscale or RGB;
+    one size and channel count per set, checked over the whole set before any work)."""
     from medgan_core.data.images import ImageSource
     from medgan_core.metrics.features import compute_source_stats
     from medgan_core.metrics.fid import FrechetDistanceError, fid_from_stats
