@@ -68,7 +68,7 @@ def scalar_entry(value: float) -> dict[str, float]:
 class RunLogger:
     """Rank 0's writers: stats.jsonl (appended and flushed per tick) and TensorBoard events (when available)."""
 
-    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True):
+    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
         self._jsonl = open(self.run_dir / "stats.jsonl", "a")
         self._tb = None
@@ -76,7 +76,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(self.run_dir))
+                self._tb = SummaryWriter(str(self.run_dir), purge_step=purge_step)  # events at steps >= it hidden
             except ImportError as exc:
                 print(f"TensorBoard events disabled ({exc}); pip install tensorboard to get them")
 
