@@ -212,6 +212,7 @@ def test_auto_resume_after_kill_9_continues_in_the_same_folder(tmp_path, discs16
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
     killed_stats = read_stats(run_dir)
+    first_grid = (run_dir / "fakes_init.png").read_bytes()
     snapshot = sorted(run_dir.glob("network-snapshot-*.safetensors"))[-1]
     state = load_checkpoint(snapshot)["record"]["training_state"]
     dropped = sum(s["Progress/kimg"]["mean"] * 1000 > state["cur_nimg"] + 0.5 for s in killed_stats)
@@ -237,3 +238,4 @@ def test_auto_resume_after_kill_9_continues_in_the_same_folder(tmp_path, discs16
     log_ticks = [int(t) for t in re.findall(r"^tick (\d+) ", (run_dir / "log.txt").read_text(), re.M)]
     assert log_ticks == ticks  # the trainer's log.txt: each tick once as well
     assert (run_dir / "finished.json").is_file() and not list(run_dir.glob(".*.tmp"))
+    assert (run_dir / "fakes_init.png").read_bytes() == first_grid  # the untrained G's grid, not the resumed one
