@@ -10,28 +10,18 @@ Karras et al. 2020 (StyleGAN2) with the lazy regularisation of NVIDIA's code: th
 - Path length: (||J_w^T y||_2 - a)^2 * pl_weight, y ~ N(0, I) / sqrt(H * W), a an exponential moving average of
   the lengths (decay pl_decay), on a batch shrunk by pl_batch_shrink; J_w the Jacobian of the image w.r.t. ws.
 - Style mixing: with probability style_mixing_prob, ws from a second z replace those after a random cutoff.
+
+NVIDIA's `pl_no_weight_grad` (its custom conv op skips the conv weight gradient while the path-length pass
+differentiates the image w.r.t. ws) has no counterpart here because PyTorch's own convolutions already skip it:
+`torch.autograd.grad(..., inputs=[ws])` asks convolution_backward for the input gradient only (checked in
+tests/test_loss.py). The second-order weight gradients of the penalty flow as in NVIDIA's code.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def _no_weight_gradients_context(enabled: bool):
-    """NVIDIA skips the conv weight gradient of the path-length double backward (a speed-up, not a different
-    objective in expectation). Use the ops' switch when the ops provide one; otherwise the full gradient flows."""
-    if not enabled:
-        return contextlib.nullcontext()
-    try:
-        from medgan_core.ops import conv2d_gradfix  # type: ignore[attr-defined]
-
-        return conv2d_gradfix.no_weight_gradients(True)
-    except (ImportError, AttributeError):
-        return contextlib.nullcontext()
 
 
 class StyleGAN2Loss:
@@ -44,8 +34,6 @@ class StyleGAN2Loss:
     pl_weight:         2 in the StyleGAN2 configuration; 0 disables path-length regularisation.
     pl_batch_shrink:   path length is computed on batch // 2 images.
     pl_decay:          0.01, the EMA decay of the target length.
-    pl_no_weight_grad: True in the StyleGAN2 configuration (see `_no_weight_gradients_context`).
-    blur_init_sigma:   0 for StyleGAN2 (StyleGAN3 blurs D's inputs early in training).
     stats:             optional StatsCollector-like object with report(name, tensor).
     """
 
@@ -60,9 +48,6 @@ class StyleGAN2Loss:
         pl_weight: float = 2,
         pl_batch_shrink: int = 2,
         pl_decay: float = 0.01,
-        pl_no_weight_grad: bool = True,
-        blur_init_sigma: float = 0,
-        blur_fade_kimg: float = 0,
         stats=None,
         ada=None,
     ):
@@ -71,9 +56,7 @@ class StyleGAN2Loss:
         self.r1_gamma = r1_gamma
         self.style_mixing_prob = style_mixing_prob
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
-        self.pl_no_weight_grad = pl_no_weight_grad
         self.pl_mean = torch.zeros([], device=self.device)  # running target length a
-        self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
         self.stats, self.ada = stats, ada
 
     def _report(self, name: str, value: torch.Tensor) -> None:
@@ -94,13 +77,8 @@ class StyleGAN2Loss:
         img = self.G.synthesis(ws, update_emas=update_emas)
         return img, ws
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor, blur_sigma: float = 0, update_emas: bool = False):
-        """img [N, C, H, W] in [-1, 1] -> logits [N, 1]; blurred (StyleGAN3 only) and augmented first."""
-        blur_size = np.floor(blur_sigma * 3)
-        if blur_size > 0:
-            with torch.autograd.profiler.record_function("blur"):
-                f = torch.arange(-blur_size, blur_size + 1, device=img.device).div(blur_sigma).square().neg().exp2()
-                img = _filter2d_separable(img, f / f.sum())
+    def run_D(self, img: torch.Tensor, c: torch.Tensor, update_emas: bool = False):
+        """img [N, C, H, W] in [-1, 1] -> logits [N, 1], through the augment pipe when there is one."""
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
         return self.D(img, c, update_emas=update_emas)
@@ -115,19 +93,18 @@ class StyleGAN2Loss:
         gain: float,
         cur_nimg: int,
     ) -> None:
-        """Backpropagate the loss of `phase` ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth') times `gain`."""
+        """Backpropagate the loss of `phase` ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth') times `gain`.
+
+        `cur_nimg` is part of NVIDIA's interface (StyleGAN3 fades a blur of D's inputs with it); StyleGAN2 has none."""
         assert phase in ["Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth"]
         if self.pl_weight == 0:
             phase = {"Greg": "none", "Gboth": "Gmain"}.get(phase, phase)
         if self.r1_gamma == 0:
             phase = {"Dreg": "none", "Dboth": "Dmain"}.get(phase, phase)
-        blur_sigma = 0.0
-        if self.blur_fade_kimg > 0:
-            blur_sigma = max(1 - cur_nimg / (self.blur_fade_kimg * 1e3), 0) * self.blur_init_sigma
 
         if phase in ["Gmain", "Gboth"]:  # G: make D call fakes real
             gen_img, _ = self.run_G(gen_z, gen_c)
-            gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma)
+            gen_logits = self.run_D(gen_img, gen_c)
             self._report("Loss/scores/fake", gen_logits)
             self._report("Loss/signs/fake", gen_logits.sign())
             loss_Gmain = F.softplus(-gen_logits)
@@ -145,7 +122,7 @@ class StyleGAN2Loss:
 
         if phase in ["Dmain", "Dboth"]:  # D on fakes: call them fake
             gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True)
-            gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=True)
+            gen_logits = self.run_D(gen_img, gen_c, update_emas=True)
             self._report("Loss/scores/fake", gen_logits)
             self._report("Loss/signs/fake", gen_logits.sign())
             loss_Dgen = F.softplus(gen_logits)
@@ -154,7 +131,7 @@ class StyleGAN2Loss:
         if phase in ["Dmain", "Dreg", "Dboth"]:  # D on reals: call them real, and / or R1
             name = {"Dmain": "Dreal", "Dreg": "Dr1", "Dboth": "Dreal_Dr1"}[phase]
             real_img_tmp = real_img.detach().requires_grad_(phase in ["Dreg", "Dboth"])
-            real_logits = self.run_D(real_img_tmp, real_c, blur_sigma=blur_sigma)
+            real_logits = self.run_D(real_img_tmp, real_c)
             self._report("Loss/scores/real", real_logits)
             self._report("Loss/signs/real", real_logits.sign())
             if self.ada is not None:
@@ -183,21 +160,10 @@ class StyleGAN2Loss:
     def path_length_penalty(self, gen_img: torch.Tensor, gen_ws: torch.Tensor) -> torch.Tensor:
         """(||J_w^T y|| - a)^2 per image: [N]; updates the running target a (`pl_mean`) in place."""
         pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
-        with _no_weight_gradients_context(self.pl_no_weight_grad):
-            (pl_grads,) = torch.autograd.grad(
-                outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True, only_inputs=True
-            )
+        (pl_grads,) = torch.autograd.grad(
+            outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True, only_inputs=True
+        )
         pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
         pl_mean = self.pl_mean.to(pl_lengths.dtype).lerp(pl_lengths.mean(), self.pl_decay)
         self.pl_mean.copy_(pl_mean.detach())
         return (pl_lengths - pl_mean).square()
-
-
-def _filter2d_separable(img: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Blur NCHW `img` with the 1-D kernel `f` along both axes (zero padding, same size)."""
-    pad = f.numel() // 2
-    channels = img.shape[1]
-    kx = f.view(1, 1, 1, -1).repeat(channels, 1, 1, 1).to(img.dtype)
-    ky = f.view(1, 1, -1, 1).repeat(channels, 1, 1, 1).to(img.dtype)
-    img = F.conv2d(F.pad(img, [pad, pad, 0, 0]), kx, groups=channels)
-    return F.conv2d(F.pad(img, [0, 0, pad, pad]), ky, groups=channels)

@@ -142,7 +142,8 @@ def test_lazy_regularisation_scales_lr_and_betas():
         G_reg_interval=4,
         D_reg_interval=16,
     )
-    phases = {phase.name: phase for phase in build_phases(config, G, D)}
+    phase_list, optimizers = build_phases(G, D, **config)
+    phases = {phase.name: phase for phase in phase_list}
     assert [p.interval for p in phases.values()] == [1, 4, 1, 16]
     g_group = phases["Gmain"].opt.param_groups[0]
     assert g_group["lr"] == pytest.approx(0.002 * 4 / 5)
@@ -151,6 +152,7 @@ def test_lazy_regularisation_scales_lr_and_betas():
     assert d_group["lr"] == pytest.approx(0.0025 * 16 / 17)
     assert d_group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     assert phases["Gmain"].opt is phases["Greg"].opt
+    assert optimizers == {"G": phases["Gmain"].opt, "D": phases["Dmain"].opt}  # named, not by phase order
 
 
 def test_mixed_precision_phases_track_the_float32_gradients(float16_device):

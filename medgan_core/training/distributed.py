@@ -30,10 +30,6 @@ class DistInfo:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
 
 def env_world() -> tuple[int, int, int] | None:
     """(rank, world_size, local_rank) from torchrun's environment variables, or None when not set."""
@@ -115,7 +111,7 @@ def all_reduce_gradients(params: list[torch.Tensor], world_size: int) -> None:
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when `flag` is True on at least one (used for a stop request from a signal)."""
+    """True on every rank when `flag` is True on at least one (a stop request from a signal; once per tick)."""
     if not is_distributed():
         return flag
     value = torch.tensor([1.0 if flag else 0.0], device=device)

@@ -1,108 +1,138 @@
-"""From parsed options to running ranks: validate, make the run folder, then train in 1..N processes.
+"""From `training_loop`'s keyword arguments to running ranks: print them, make the run folder, train in 1..N processes.
 
 - Under torchrun (RANK / WORLD_SIZE set): this process is one rank; rank 0 makes the run folder and tells the
   others its name.
 - Otherwise with --gpus N > 1: N processes are spawned with torch.multiprocessing on a free local port; if any
-  fails, the others are stopped and the error is raised (a non-zero exit, never a hang).
-- Otherwise: one process.
+  fails, the others are stopped and the error is raised (a non-zero exit, never a hang). Each opens the dataset.
+- Otherwise: one process, which trains on the dataset the options were checked against (opened once).
+Rank 0 writes training_options.json (the keyword arguments, NVIDIA's layout) and log.txt (everything it prints).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
 import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from medgan_core.training import distributed as distrib
-from medgan_core.training.dataset import ImageFolderDataset
-from medgan_core.training.options import TrainOptions, build_config, make_run_dir
+from medgan_core.utils.io import atomic_write
 
 
-def prepare(opts: TrainOptions) -> dict:
-    """Check the dataset (shape, channels, labels) and build the configuration; raises DatasetError early."""
-    dataset = ImageFolderDataset(
-        opts.data, use_labels=opts.cond, max_size=opts.max_size, xflip=opts.mirror, random_seed=opts.seed
-    )
-    config = build_config(opts, dataset.num_channels, dataset.resolution, dataset.label_dim)
-    config["dataset_summary"] = dict(
-        images=len(dataset), channels=dataset.num_channels, resolution=dataset.resolution, label_dim=dataset.label_dim
-    )
-    dataset.close()
-    return config
+def launch(kwargs: dict, training_set=None, outdir: str = ".", desc: str = "run", dry_run: bool = False, log=print):
+    """Train with `kwargs` (see `training_loop`); returns rank 0's result (kimg, tick, stopped_by) or None.
 
-
-def launch(opts: TrainOptions, log=print) -> dict | None:
-    """Run the training described by `opts`; returns rank 0's result (kimg, tick, stopped_by) or None."""
-    config = prepare(opts)
-    world = distrib.env_world()
-    if opts.dry_run:
-        log(opts.to_json())
-        log(json.dumps(config, indent=2))
+    training_set: the dataset already opened for `kwargs` (used by a single process, closed otherwise).
+    outdir, desc: where the run folder <00000-desc> goes when kwargs['run_dir'] is None.
+    """
+    log("Training options:\n" + json.dumps(kwargs, indent=2))
+    if dry_run:
+        if training_set is not None:
+            training_set.close()
         return None
+    world = distrib.env_world()
     if world is not None:  # torchrun: we are one of WORLD_SIZE ranks
-        rank, world_size, local_rank = world
-        if world_size != opts.gpus and opts.gpus != 1:
-            raise RuntimeError(f"--gpus {opts.gpus} disagrees with torchrun's WORLD_SIZE={world_size}")
-        opts = dataclasses.replace(opts, gpus=world_size)
-        config = build_config(opts, **_shape(config))
-        return run_rank(rank, world_size, local_rank, opts, config, log)
-    if opts.gpus == 1:
-        return run_rank(0, 1, 0, opts, config, log)
-    opts = dataclasses.replace(opts, run_dir=make_run_dir(opts))
+        rank, _world_size, local_rank = world
+        return run_rank(rank, local_rank, kwargs, training_set, outdir, desc, log)
+    if kwargs["num_gpus"] == 1:
+        return run_rank(0, 0, kwargs, training_set, outdir, desc, log)
+    if training_set is not None:
+        training_set.close()  # each spawned rank opens its own
+    kwargs = dict(kwargs, run_dir=kwargs["run_dir"] or make_run_dir(outdir, desc))
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(distrib.free_port())
     # Ctrl-C reaches every rank (one process group): the ranks stop together after a last snapshot, so the
     # parent ignores it instead of tearing them down mid-write (the children inherit the ignore and override it)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        torch.multiprocessing.spawn(_spawned_rank, args=(opts, config), nprocs=opts.gpus, join=True)
+        torch.multiprocessing.spawn(_spawned_rank, args=(kwargs,), nprocs=kwargs["num_gpus"], join=True)
     finally:
         signal.signal(signal.SIGINT, previous)
     return None
 
 
-def _shape(config: dict) -> dict:
-    s = config["dataset_summary"]
-    return dict(num_channels=s["channels"], resolution=s["resolution"], label_dim=s["label_dim"])
+def make_run_dir(outdir: str, desc: str) -> str:
+    """outdir/<NNNNN>-<desc>: the next free number, NVIDIA-style."""
+    os.makedirs(outdir, exist_ok=True)
+    ids = [
+        int(name.split("-")[0])
+        for name in os.listdir(outdir)
+        if name.split("-")[0].isdigit() and os.path.isdir(os.path.join(outdir, name))
+    ]
+    return os.path.join(outdir, f"{max(ids, default=-1) + 1:05d}-{desc}")
 
 
-def _spawned_rank(rank: int, opts: TrainOptions, config: dict) -> None:
-    os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"] = str(rank), str(opts.gpus), str(rank)
-    config = dict(config, **{})  # each process its own copy
-    run_rank(rank, opts.gpus, rank, opts, config, print)
+def _spawned_rank(rank: int, kwargs: dict) -> None:
+    os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(kwargs["num_gpus"])
+    os.environ["LOCAL_RANK"] = str(rank)
+    run_rank(rank, rank, kwargs, None, None, None, print)
 
 
-def run_rank(rank: int, world_size: int, local_rank: int, opts: TrainOptions, config: dict, log=print) -> dict:
+def run_rank(rank: int, local_rank: int, kwargs: dict, training_set, outdir, desc, log=print) -> dict:
     """Initialise this rank's process group, agree on the run folder, train, and shut down."""
-    from medgan_core.training.loop import training_loop, write_options
+    from medgan_core.training.loop import training_loop
 
-    info = distrib.init_distributed(rank, world_size, local_rank, device=opts.device)
+    world_size = kwargs["num_gpus"]
+    info = distrib.init_distributed(rank, world_size, local_rank, device=kwargs["device"])
     try:
-        run_dir = make_run_dir(opts) if rank == 0 else None
-        if world_size > 1:
-            holder = [run_dir]
-            dist.broadcast_object_list(holder, src=0)
+        run_dir = kwargs["run_dir"]
+        if run_dir is None:
+            holder = [make_run_dir(outdir, desc) if rank == 0 else None]
+            if world_size > 1:
+                dist.broadcast_object_list(holder, src=0)
             run_dir = holder[0]
-        config = dict(config, device=str(info.device), run_dir=run_dir)
+        kwargs = dict(kwargs, run_dir=run_dir)
         if rank == 0:
             os.makedirs(run_dir, exist_ok=True)
-            write_options(run_dir, dataclasses.asdict(opts), config)
+            with atomic_write(Path(run_dir) / "training_options.json", "wt") as f:
+                json.dump(kwargs, f, indent=2)
+        with tee_output(Path(run_dir) / "log.txt") if rank == 0 else nullcontext():
             log(f"Run folder: {run_dir} ({world_size} rank(s), device {info.device})")
-        distrib.barrier()
-        return training_loop(
-            config,
-            run_dir,
-            info,
-            options=dataclasses.asdict(opts),
-            resume=opts.resume,
-            debug_hashes=opts.debug_hashes,
-            progress=log,
-        )
+            distrib.barrier()
+            result = training_loop(
+                **dict(kwargs, rank=rank, device=info.device), training_set=training_set, progress_fn=log
+            )
+        if rank == 0 and not result["stopped_by"]:  # reached --kimg: --auto-resume never trains it again
+            from medgan_core.training.autoresume import mark_finished
+
+            mark_finished(run_dir, result["kimg"], result["tick"] - 1)
+        return result
     finally:
         sys.stdout.flush()
         distrib.shutdown()
+
+
+class _Tee:
+    """A text stream that writes to `stream` and to `file` (NVIDIA's dnnlib.util.Logger, without the globals)."""
+
+    def __init__(self, stream, file):
+        self.stream, self.file = stream, file
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        self.file.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ... of the console stream
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def tee_output(path: Path):
+    """Copy what this process prints (stdout and stderr) into `path`, appended (a resumed run adds to it)."""
+    with open(path, "a", encoding="utf-8") as file:
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(stdout, file), _Tee(stderr, file)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr

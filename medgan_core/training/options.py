@@ -1,327 +1,315 @@
-"""One definition of the training options, shared by `medgan train` and `python -m medgan_core.train`.
+"""The training options, written once: each field of `TrainOptions` carries its default and its help, from which
+the command line of `medgan train` / `python -m medgan_core.train` is built, and `training_kwargs` turns them
+into the keyword arguments of `training_loop` in the layout of NVIDIA's `training_options.json`.
 
-Defaults are the StyleGAN2 configuration of NVIDIA's StyleGAN3 code base (`train.py --cfg=stylegan2`):
+Base configurations (`--cfg`; an option given on the command line wins over its preset):
 
-| option | default | meaning |
-|---|---|---|
-| --map | 8 | mapping network layers |
-| --glr, --dlr | 0.002 | Adam learning rates of G and D |
-| --beta1 | 0 | Adam beta1 (the paper: 0.9); beta2 is 0.99, eps 1e-8 |
-| --mbstd-group | 4 | minibatch-std group size of D's epilogue |
-| --cbase, --cmax | 32768, 512 | channel_base and channel_max of G and D |
-| fused modconv | inference only | G's fused_modconv_default = 'inference_only' |
-| --tick, --snap | 4 kimg, 50 ticks | progress interval; snapshot (and metrics) interval |
-| --metrics | fid50k_full | metrics at each snapshot ('none' for none) |
-| --gamma | 10 | R1 weight (NVIDIA makes it required; 10 is a documented choice for 256-512 px) |
-| ema | batch * 10 / 32 kimg | G_ema half-life, with a ramp-up of 0.05 (none after a resume) |
-| --fp32 | off | mixed precision: num_fp16_res 4 and conv_clamp 256 (CUDA only); --fp32: 0 and None |
-| loss | | style mixing 0.9, path length weight 2 every 4 G steps, R1 every 16 D steps |
-| --aug, --target, --augpipe | ada, 0.6, bgc | ADA; p moves by 1 in 500 kimg (100 after a resume) |
+| --cfg | batch (batch per GPU) | mbstd | cbase | lr (G, D) | gamma | ema kimg (ramp-up) | map |
+|---|---|---|---|---|---|---|---|
+| stylegan2 (default) | 32 (batch / gpus) | 4 | 32768 | 0.002 | 10 | batch * 10 / 32 (0.05) | 8 |
+| paper256 | 64 (8) | 8 | 16384 | 0.0025 | 1 | 20 (none) | 8 |
+| paper512 | 64 (8) | 8 | 32768 | 0.0025 | 0.5 | 20 (none) | 8 |
+| paper1024 | 32 (4) | 4 | 32768 | 0.002 | 2 | 10 (none) | 8 |
+| auto | from gpus and resolution | | | | 0.0002 * res^2 / batch | batch * 10 / 32 (0.05) | 2 |
+
+`stylegan2` is NVIDIA's StyleGAN3 code base's `train.py --cfg=stylegan2` (the paper's code); `paper256`,
+`paper512`, `paper1024` and `auto` are the presets of NVlabs/stylegan2-ada-pytorch's `train.py`, whose batch per
+GPU is the preset batch over its 8 reference GPUs unless --batch or --batch-gpu is given. Every preset: Adam
+betas (--beta1, 0.99), eps 1e-8; channel_max 512; style mixing 0.9; path length weight 2 every 4 G steps; R1
+every 16 D steps; mixed precision in the 4 highest resolutions (conv_clamp 256) unless --fp32; G's fused
+modconv for inference only; ADA (--aug, --target, --augpipe), p moving by 1 in 500 kimg (100 after a resume,
+which also drops the EMA ramp-up).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 
 import click
 
+from medgan_core.augment import augpipe_specs
+from medgan_core.training import distributed as distrib
+from medgan_core.training.dataset import ImageFolderDataset
+
 AUG_MODES = ("ada", "fixed", "noaug")
 ALLOCATORS = ("auto", "default", "tuned", "jemalloc", "tcmalloc")
+# stylegan2-ada-pytorch's cfg_specs (ref_gpus None: batch per GPU = batch / gpus; ema None: batch * 10 / 32)
+CFG_SPECS = {
+    "stylegan2": dict(ref_gpus=None, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=None, ramp=0.05, map=8),
+    "paper256": dict(ref_gpus=8, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),
+    "paper512": dict(ref_gpus=8, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
+    "paper1024": dict(ref_gpus=8, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
+    "auto": None,  # from the GPU count and the resolution: `cfg_spec`
+}
+# NVIDIA's class names (what NVIDIA's tools construct from training_options.json); medgan maps them to its own
+NVIDIA_CLASSES = dict(
+    G="training.networks_stylegan2.Generator",
+    D="training.networks_stylegan2.Discriminator",
+    opt="torch.optim.Adam",
+    loss="training.loss.StyleGAN2Loss",
+    augment="training.augment.AugmentPipe",
+    dataset="training.dataset.ImageFolderDataset",
+)
+
+
+def _option(default, help: str, *decls: str, **click_kwargs):
+    """A TrainOptions field: its default, its help, and how the command line spells it."""
+    return field(default=default, metadata=dict(help=help, decls=decls, click=click_kwargs))
+
+
+def _bool(help: str):
+    """A boolean option that stands bare (--mirror) or takes NVIDIA's value (--mirror=1, --mirror=false)."""
+    return _option(False, help, type=click.BOOL, is_flag=False, flag_value=True, metavar="BOOL")
+
+
+_VARIES = "[default: from --cfg]"
 
 
 @dataclass
 class TrainOptions:
-    """The command-line options, exactly as given (written into training_options.json)."""
+    """The command-line options exactly as given; None where the value comes from the --cfg preset."""
 
-    outdir: str
-    data: str
-    gamma: float = 10.0
-    gpus: int = 1
-    batch: int = 32
-    batch_gpu: int | None = None
-    kimg: float = 25000
-    tick: float = 4
-    snap: int = 50
-    seed: int = 0
-    mirror: bool = False
-    aug: str = "ada"
-    p: float = 0.2
-    target: float = 0.6
-    augpipe: str = "bgc"
-    resume: str | None = None
-    metrics: str = "fid50k_full"
-    cbase: int = 32768
-    cmax: int = 512
-    map: int = 8
-    mbstd_group: int = 4
-    beta1: float = 0.0
-    glr: float = 0.002
-    dlr: float = 0.002
-    fp32: bool = False
-    workers: int = 3
-    cond: bool = False
-    freezed: int = 0
-    max_size: int | None = None
-    nobench: bool = False
-    dry_run: bool = False
-    device: str = "auto"
-    allocator: str = "auto"
-    desc: str | None = None
-    run_dir: str | None = None  # write into exactly this folder instead of outdir/<00000-desc>
-    debug_hashes: bool = False  # every rank writes a hash of its weights at the end (multi-process tests)
-    extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-
-def build_config(opts: TrainOptions, num_channels: int, resolution: int, label_dim: int) -> dict:
-    """The training configuration (NVIDIA's `c`) from the options and the dataset's shape."""
-    if opts.batch % opts.gpus != 0:
-        raise click.BadParameter(f"--batch {opts.batch} must be a multiple of --gpus {opts.gpus}")
-    batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
-    if opts.batch % (opts.gpus * batch_gpu) != 0:
-        raise click.BadParameter("--batch must be a multiple of --gpus times --batch-gpu")
-    if batch_gpu < opts.mbstd_group:
-        raise click.BadParameter(
-            f"--batch-gpu {batch_gpu} must be at least the minibatch-std group "
-            f"({opts.mbstd_group}); lower it with --mbstd-group"
-        )
-    if opts.aug not in AUG_MODES:
-        raise click.BadParameter(f"--aug must be one of {AUG_MODES}")
-    if opts.cond and label_dim == 0:
-        raise click.BadParameter("--cond needs labels in the dataset's dataset.json")
-    c_dim = label_dim if opts.cond else 0
-    fp16 = not opts.fp32
-    return dict(
-        G_kwargs=dict(
-            z_dim=512,
-            w_dim=512,
-            c_dim=c_dim,
-            img_resolution=resolution,
-            img_channels=num_channels,
-            mapping_kwargs=dict(num_layers=opts.map),
-            channel_base=opts.cbase,
-            channel_max=opts.cmax,
-            num_fp16_res=4 if fp16 else 0,
-            conv_clamp=256 if fp16 else None,
-            fused_modconv_default="inference_only",
-        ),
-        D_kwargs=dict(
-            c_dim=c_dim,
-            img_resolution=resolution,
-            img_channels=num_channels,
-            channel_base=opts.cbase,
-            channel_max=opts.cmax,
-            num_fp16_res=4 if fp16 else 0,
-            conv_clamp=256 if fp16 else None,
-            block_kwargs=dict(freeze_layers=opts.freezed),
-            mapping_kwargs={},
-            epilogue_kwargs=dict(mbstd_group_size=opts.mbstd_group),
-        ),
-        G_opt_kwargs=dict(lr=opts.glr, betas=[opts.beta1, 0.99], eps=1e-8),
-        D_opt_kwargs=dict(lr=opts.dlr, betas=[opts.beta1, 0.99], eps=1e-8),
-        loss_kwargs=dict(
-            r1_gamma=opts.gamma,
-            style_mixing_prob=0.9,
-            pl_weight=2,
-            pl_batch_shrink=2,
-            pl_decay=0.01,
-            pl_no_weight_grad=True,
-            blur_init_sigma=0,
-            blur_fade_kimg=0,
-        ),
-        G_reg_interval=4,
-        D_reg_interval=16,
-        batch_size=opts.batch,
-        batch_gpu=batch_gpu,
-        ema_kimg=opts.batch * 10 / 32,
-        ema_rampup=0.05 if opts.resume is None else None,
-        augment_kwargs=None if opts.aug == "noaug" else dict(preset=opts.augpipe),
-        augment_p=opts.p if opts.aug == "fixed" else 0.0,
-        ada_target=opts.target if opts.aug == "ada" else None,
-        ada_interval=4,
-        ada_kimg=500 if opts.resume is None else 100,
-        total_kimg=opts.kimg,
-        kimg_per_tick=opts.tick,
-        snapshot_ticks=opts.snap,
-        metrics=[] if opts.metrics.strip().lower() == "none" else [m.strip() for m in opts.metrics.split(",")],
-        random_seed=opts.seed,
-        num_workers=opts.workers,
-        cudnn_benchmark=not opts.nobench,
-        training_set_kwargs=dict(
-            path=opts.data,
-            use_labels=opts.cond,
-            max_size=opts.max_size,
-            xflip=opts.mirror,
-            random_seed=opts.seed,
-            resolution=resolution,
-        ),
+    outdir: str = _option(
+        dataclasses.MISSING, "Where to make the run folder <00000-desc>.", required=True, metavar="DIR"
     )
-
-
-_OPTION_SPECS = [
-    # (decls, kwargs)
-    (("--outdir",), dict(required=True, metavar="DIR", help="Where to make the run folder <00000-desc>.")),
-    (("--data",), dict(required=True, metavar="PATH", help="Training images: folder or zip of PNGs.")),
-    (
-        ("--gpus",),
-        dict(
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            help="Number of processes (GPUs; on CPU, gloo ranks).",
-        ),
-    ),
-    (("--batch",), dict(type=click.IntRange(min=1), default=32, show_default=True, help="Total batch size.")),
-    (("--batch-gpu",), dict(type=click.IntRange(min=1), default=None, help="Batch per GPU [default: batch/gpus].")),
-    (("--gamma",), dict(type=click.FloatRange(min=0), default=10.0, show_default=True, help="R1 weight gamma.")),
-    (
-        ("--kimg",),
-        dict(
-            type=click.FloatRange(min=0),
-            default=25000,
-            show_default=True,
-            help="Training length in thousands of real images shown.",
-        ),
-    ),
-    (
-        ("--tick",),
-        dict(
-            type=click.FloatRange(min=0, min_open=True),
-            default=4,
-            show_default=True,
-            help="Progress interval in kimg.",
-        ),
-    ),
-    (
-        ("--snap",),
-        dict(type=click.IntRange(min=1), default=50, show_default=True, help="Snapshot and metric interval in ticks."),
-    ),
-    (("--seed",), dict(type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")),
-    (("--mirror",), dict(is_flag=True, help="Add x-flipped copies of the images (doubles the set).")),
-    (("--max-size",), dict(type=click.IntRange(min=1), default=None, help="Use a seeded subset of this many images.")),
-    (
-        ("--aug",),
-        dict(
-            type=click.Choice(AUG_MODES),
-            default="ada",
-            show_default=True,
-            help="Augmentation: adaptive p, fixed p, or none.",
-        ),
-    ),
-    (
-        ("--p",),
-        dict(type=click.FloatRange(0, 1), default=0.2, show_default=True, help="Augment probability for --aug fixed."),
-    ),
-    (
-        ("--target",),
-        dict(
-            type=click.FloatRange(0, 1),
-            default=0.6,
-            show_default=True,
-            help="ADA target for the mean sign of D's real logits.",
-        ),
-    ),
-    (
-        ("--augpipe",),
-        dict(
-            default="bgc",
-            show_default=True,
-            help="Augmentation preset: blit, geom, color, filter, noise, cutout, bgc, bgcf, bgcfn, bgcfnc.",
-        ),
-    ),
-    (
-        ("--resume",),
-        dict(
-            default=None,
-            metavar="PATH",
-            help="Our snapshot (continue the run) or an NVIDIA pickle (transfer learning).",
-        ),
-    ),
-    (
-        ("--metrics",),
-        dict(default="fid50k_full", show_default=True, help="Comma-separated metrics at each snapshot, or 'none'."),
-    ),
-    (("--cbase",), dict(type=click.IntRange(min=1), default=32768, show_default=True, help="Channel base.")),
-    (("--cmax",), dict(type=click.IntRange(min=1), default=512, show_default=True, help="Maximum channels.")),
-    (("--map",), dict(type=click.IntRange(min=1), default=8, show_default=True, help="Mapping network depth.")),
-    (
-        ("--mbstd-group",),
-        dict(type=click.IntRange(min=1), default=4, show_default=True, help="Minibatch-std group size."),
-    ),
-    (
-        ("--beta1",),
-        dict(
-            type=click.FloatRange(0, 1, max_open=True),
-            default=0.0,
-            show_default=True,
-            help="Adam beta1 of G and D (the paper uses 0.9).",
-        ),
-    ),
-    (("--glr",), dict(type=click.FloatRange(min=0), default=0.002, show_default=True, help="G learning rate.")),
-    (("--dlr",), dict(type=click.FloatRange(min=0), default=0.002, show_default=True, help="D learning rate.")),
-    (("--fp32",), dict(is_flag=True, help="Disable mixed precision (the paper's setting).")),
-    (("--workers",), dict(type=click.IntRange(min=0), default=3, show_default=True, help="DataLoader workers.")),
-    (("--cond",), dict(is_flag=True, help="Condition on dataset.json labels.")),
-    (
-        ("--freezed",),
-        dict(type=click.IntRange(min=0), default=0, show_default=True, help="Freeze the first N layers of D."),
-    ),
-    (("--nobench",), dict(is_flag=True, help="Disable cuDNN benchmarking.")),
-    (("--dry-run", "dry_run"), dict(is_flag=True, help="Print the options and exit.")),
-    (("--device",), dict(default="auto", show_default=True, help="auto, cpu or cuda.")),
-    (
-        ("--allocator",),
-        dict(
-            type=click.Choice(ALLOCATORS),
-            default="auto",
-            show_default=True,
-            help="CPU memory allocator: auto (tuned on CPU), default (glibc as is), tuned "
-            "(MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=64 GiB), jemalloc or tcmalloc "
-            "(LD_PRELOAD of Debian's library).",
-        ),
-    ),
-    (("--desc",), dict(default=None, help="Text added to the run folder's name.")),
-    (
-        ("--run-dir", "run_dir"),
-        dict(default=None, metavar="DIR", help="Write into exactly this folder (no numbered subfolder)."),
-    ),
-    (
-        ("--debug-hashes", "debug_hashes"),
-        dict(is_flag=True, hidden=True, help="Each rank writes a hash of its weights at the end."),
-    ),
-]
+    data: str = _option(
+        dataclasses.MISSING, "Training images: folder or zip of PNGs.", required=True, metavar="[ZIP|DIR]"
+    )
+    cfg: str = _option("stylegan2", "Base configuration (hyperparameter preset).", type=click.Choice(list(CFG_SPECS)))
+    gpus: int = _option(1, "Number of processes (GPUs; on CPU, gloo ranks).", type=click.IntRange(min=1))
+    batch: int | None = _option(None, f"Total batch size {_VARIES}.", type=click.IntRange(min=1))
+    batch_gpu: int | None = _option(None, f"Batch per GPU {_VARIES}.", type=click.IntRange(min=1))
+    gamma: float | None = _option(None, f"R1 weight gamma {_VARIES}.", type=click.FloatRange(min=0))
+    kimg: float = _option(25000, "Training length in thousands of real images shown.", type=click.FloatRange(min=0))
+    tick: float = _option(4, "Progress interval in kimg.", type=click.FloatRange(min=0, min_open=True))
+    snap: int = _option(50, "Snapshot, image grid and metric interval in ticks.", type=click.IntRange(min=1))
+    seed: int = _option(0, "Random seed.", type=click.IntRange(min=0))
+    mirror: bool = _bool("Add x-flipped copies of the images (doubles the set).")
+    aug: str = _option("ada", "Augmentation: adaptive p, fixed p, or none.", type=click.Choice(AUG_MODES))
+    p: float = _option(0.2, "Augment probability for --aug fixed.", type=click.FloatRange(0, 1))
+    target: float = _option(0.6, "ADA target for the mean sign of D's real logits.", type=click.FloatRange(0, 1))
+    augpipe: str = _option("bgc", "Augmentation preset.", type=click.Choice(list(augpipe_specs)))
+    resume: str | None = _option(
+        None, "Our snapshot (continue the run) or an NVIDIA pickle (transfer learning).", metavar="PATH"
+    )
+    metrics: str = _option("fid50k_full", "Comma-separated metrics at each snapshot, or 'none'.")
+    cbase: int | None = _option(None, f"Channel base (capacity) {_VARIES}.", type=click.IntRange(min=1))
+    cmax: int = _option(512, "Maximum channels.", type=click.IntRange(min=1))
+    map: int | None = _option(
+        None, f"Mapping network depth {_VARIES}.", "--map-depth", "--map", type=click.IntRange(min=1)
+    )
+    mbstd_group: int | None = _option(None, f"Minibatch-std group size {_VARIES}.", type=click.IntRange(min=1))
+    beta1: float = _option(
+        0.0, "Adam beta1 of G and D (the paper uses 0.9).", type=click.FloatRange(0, 1, max_open=True)
+    )
+    glr: float | None = _option(None, f"G learning rate {_VARIES}.", type=click.FloatRange(min=0))
+    dlr: float | None = _option(None, f"D learning rate {_VARIES}.", type=click.FloatRange(min=0))
+    fp32: bool = _bool("Disable mixed precision (the paper's setting).")
+    workers: int = _option(3, "DataLoader worker processes.", type=click.IntRange(min=0))
+    cond: bool = _bool("Condition on dataset.json labels.")
+    freezed: int = _option(0, "Freeze the first N layers of D.", type=click.IntRange(min=0))
+    max_size: int | None = _option(None, "Use a seeded subset of this many images.", type=click.IntRange(min=1))
+    nobench: bool = _bool("Disable cuDNN benchmarking.")
+    dry_run: bool = _option(False, "Print the training options and exit.", "-n", "--dry-run", is_flag=True)
+    device: str = _option("auto", "auto, cpu or cuda.")
+    allocator: str = _option(
+        "auto",
+        "CPU memory allocator: auto (tuned on CPU), default (glibc as is), tuned (MALLOC_MMAP_MAX_=0, "
+        "MALLOC_TRIM_THRESHOLD_=64 GiB), jemalloc or tcmalloc (LD_PRELOAD of Debian's library).",
+        type=click.Choice(ALLOCATORS),
+    )
+    auto_resume: bool = _option(
+        False,
+        "Continue --run-dir from its newest complete snapshot (a restarted job; --resume auto is the same).",
+        is_flag=True,
+    )
+    desc: str | None = _option(None, "Text added to the run folder's name.")
+    run_dir: str | None = _option(None, "Write into exactly this folder (no numbered subfolder).", metavar="DIR")
+    debug_hashes: bool = _option(
+        False, "Each rank writes a hash of its weights at the end.", is_flag=True, hidden=True
+    )
+    continue_from: str | None = field(default=None, metadata=dict(cli=False))  # set by autoresume.resolve
 
 
 def training_options(fn):
-    """Decorate a click command with every training option; the command receives them as keyword arguments."""
-    for decls, kwargs in reversed(_OPTION_SPECS):
-        fn = click.option(*decls, **kwargs)(fn)
+    """Decorate a click command with one option per TrainOptions field (help and default from the field)."""
+    for f in reversed(dataclasses.fields(TrainOptions)):
+        meta = dict(f.metadata)
+        if not meta.get("cli", True):
+            continue
+        kwargs = dict(meta["click"], help=meta["help"])
+        if not kwargs.get("required"):
+            kwargs.update(default=f.default, show_default=f.default is not None and not kwargs.get("is_flag"))
+        decls = meta["decls"] or ("--" + f.name.replace("_", "-"),)
+        fn = click.option(*decls, f.name, **kwargs)(fn)
     return fn
 
 
-def options_from_kwargs(kwargs: dict) -> TrainOptions:
-    fields = {f.name for f in dataclasses.fields(TrainOptions)}
-    return TrainOptions(**{k: v for k, v in kwargs.items() if k in fields})
+# ---- options -> training_loop keyword arguments -----------------------------------------------------------------
+def training_kwargs(opts: TrainOptions) -> tuple[dict, ImageFolderDataset]:
+    """Open the dataset (once), check the metric names, and build `training_loop`'s keyword arguments.
 
-
-def make_run_dir(opts: TrainOptions) -> str:
-    """outdir/<NNNNN>-<desc>: the next free number, NVIDIA-style (or exactly --run-dir)."""
-    if opts.run_dir:
-        return opts.run_dir
-    os.makedirs(opts.outdir, exist_ok=True)
-    ids = [
-        int(name.split("-")[0])
-        for name in os.listdir(opts.outdir)
-        if name.split("-")[0].isdigit() and os.path.isdir(os.path.join(opts.outdir, name))
-    ]
-    desc = (
-        opts.desc
-        or f"{os.path.splitext(os.path.basename(opts.data.rstrip('/')))[0]}-gpus{opts.gpus}-"
-        f"batch{opts.batch}-gamma{opts.gamma:g}"
+    Under torchrun, --gpus follows WORLD_SIZE. Returns (kwargs, the open dataset); raises DatasetError for a bad
+    dataset and click.BadParameter for options that do not fit it.
+    """
+    world = distrib.env_world()
+    if world is not None:
+        if opts.gpus not in (1, world[1]):
+            raise click.BadParameter(f"--gpus {opts.gpus} disagrees with torchrun's WORLD_SIZE={world[1]}")
+        opts = dataclasses.replace(opts, gpus=world[1])
+    training_set = ImageFolderDataset(
+        opts.data, use_labels=opts.cond, max_size=opts.max_size, xflip=opts.mirror, random_seed=opts.seed
     )
-    return os.path.join(opts.outdir, f"{max(ids, default=-1) + 1:05d}-{desc}")
+    try:
+        kwargs = build_config(opts, training_set.num_channels, training_set.resolution, training_set.label_dim)
+        check_metric_names(kwargs["metrics"])
+    except BaseException:
+        training_set.close()
+        raise
+    return kwargs, training_set
+
+
+def check_metric_names(names: list[str]) -> None:
+    """Refuse unknown metric names before training starts (NVIDIA's check), naming the registry's metrics."""
+    from medgan_core.metrics import runner
+
+    unknown = []
+    for name in names:
+        try:
+            runner.resolve_metric(name)
+        except KeyError as exc:
+            unknown.append(exc.args[0])
+        except ImportError:  # a known metric whose optional dependency is missing: the loop warns and goes on
+            pass
+    if unknown:
+        raise click.BadParameter("; ".join(unknown) + " ('none' for no metrics)", param_hint="--metrics")
+
+
+def cfg_spec(cfg: str, gpus: int, resolution: int) -> dict:
+    """The preset of `--cfg` (stylegan2-ada-pytorch's `auto` computed from the GPU count and the resolution)."""
+    if cfg != "auto":
+        return dict(CFG_SPECS[cfg])
+    mb = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    return dict(
+        ref_gpus=gpus,
+        mb=mb,
+        mbstd=min(mb // gpus, 4),
+        fmaps=1 if resolution >= 512 else 0.5,
+        lrate=0.002 if resolution >= 1024 else 0.0025,
+        gamma=0.0002 * resolution**2 / mb,
+        ema=mb * 10 / 32,
+        ramp=0.05,
+        map=2,
+    )
+
+
+def resolve_options(opts: TrainOptions, resolution: int) -> tuple[TrainOptions, dict]:
+    """Fill the options left to the preset; returns (resolved options, the preset)."""
+    spec = cfg_spec(opts.cfg, opts.gpus, resolution)
+    batch = opts.batch or spec["mb"]
+    if opts.batch_gpu is not None:
+        batch_gpu = opts.batch_gpu
+    elif opts.batch is None and spec["ref_gpus"] is not None:
+        batch_gpu = max(spec["mb"] // spec["ref_gpus"], 1)
+    else:
+        batch_gpu = batch // opts.gpus
+    resolved = dataclasses.replace(
+        opts,
+        batch=batch,
+        batch_gpu=batch_gpu,
+        gamma=spec["gamma"] if opts.gamma is None else opts.gamma,
+        cbase=int(spec["fmaps"] * 32768) if opts.cbase is None else opts.cbase,
+        map=spec["map"] if opts.map is None else opts.map,
+        mbstd_group=spec["mbstd"] if opts.mbstd_group is None else opts.mbstd_group,
+        glr=spec["lrate"] if opts.glr is None else opts.glr,
+        dlr=spec["lrate"] if opts.dlr is None else opts.dlr,
+    )
+    return resolved, spec
+
+
+def _check_batch(o: TrainOptions) -> None:
+    if o.batch % o.gpus != 0:
+        raise click.BadParameter(f"--batch {o.batch} must be a multiple of --gpus {o.gpus}")
+    if o.batch % (o.gpus * o.batch_gpu) != 0:
+        raise click.BadParameter(f"--batch {o.batch} must be a multiple of --gpus times --batch-gpu ({o.batch_gpu})")
+    if o.batch_gpu < o.mbstd_group:
+        raise click.BadParameter(
+            f"--batch-gpu {o.batch_gpu} must be at least the minibatch-std group ({o.mbstd_group}); "
+            "lower it with --mbstd-group"
+        )
+
+
+def build_config(opts: TrainOptions, num_channels: int, resolution: int, label_dim: int) -> dict:
+    """`training_loop`'s keyword arguments (= training_options.json, NVIDIA's layout) for a dataset's shape."""
+    o, spec = resolve_options(opts, resolution)
+    _check_batch(o)
+    if o.cond and label_dim == 0:
+        raise click.BadParameter("--cond needs labels in the dataset's dataset.json")
+    fresh = o.resume is None
+    augment = augpipe_specs[o.augpipe]
+    return dict(  # NVIDIA's keys in the order of its train.py, then medgan's additions
+        **_network_kwargs(o, num_channels, resolution, label_dim if o.cond else 0),
+        loss_kwargs=dict(
+            class_name=NVIDIA_CLASSES["loss"], r1_gamma=o.gamma, style_mixing_prob=0.9, pl_weight=2,
+            pl_batch_shrink=2, pl_decay=0.01,
+        ),
+        data_loader_kwargs=dict(pin_memory=True, prefetch_factor=2, num_workers=o.workers),
+        training_set_kwargs=dict(
+            class_name=NVIDIA_CLASSES["dataset"], path=o.data, use_labels=o.cond, max_size=o.max_size,
+            xflip=o.mirror, resolution=resolution, random_seed=o.seed,
+        ),
+        num_gpus=o.gpus,
+        batch_size=o.batch,
+        batch_gpu=o.batch_gpu,
+        metrics=[] if o.metrics.strip().lower() in ("none", "") else [m.strip() for m in o.metrics.split(",")],
+        total_kimg=o.kimg,
+        kimg_per_tick=o.tick,
+        image_snapshot_ticks=o.snap,
+        network_snapshot_ticks=o.snap,
+        random_seed=o.seed,
+        ema_kimg=o.batch * 10 / 32 if spec["ema"] is None else spec["ema"],
+        ema_rampup=spec["ramp"] if fresh else None,
+        G_reg_interval=4,
+        D_reg_interval=16,
+        augment_kwargs=None if o.aug == "noaug" else dict(class_name=NVIDIA_CLASSES["augment"], **augment),
+        augment_p=o.p if o.aug == "fixed" else 0.0,
+        ada_target=o.target if o.aug == "ada" else None,
+        ada_interval=4,
+        ada_kimg=500 if fresh else 100,
+        resume_pkl=o.continue_from or o.resume,  # a continuation (--auto-resume) keeps the run's own settings
+        cudnn_benchmark=not o.nobench,
+        device=o.device,  # medgan: auto, cpu or cuda
+        debug_hashes=o.debug_hashes,  # medgan: each rank writes a hash of its weights at the end
+        cli_options=dataclasses.asdict(opts),  # medgan: the command line as given
+        run_dir=o.run_dir,  # the run folder (None: the next outdir/<00000-desc>, decided at launch)
+    )  # fmt: skip
+
+
+def _network_kwargs(o: TrainOptions, num_channels: int, resolution: int, c_dim: int) -> dict:
+    """G_kwargs, D_kwargs and their Adam settings (NVIDIA's keys; channels and resolution filled in)."""
+    common = dict(c_dim=c_dim, img_resolution=resolution, img_channels=num_channels)
+    precision = dict(num_fp16_res=0, conv_clamp=None) if o.fp32 else dict(num_fp16_res=4, conv_clamp=256)
+    channels = dict(channel_base=o.cbase, channel_max=o.cmax)
+    G_kwargs = dict(
+        class_name=NVIDIA_CLASSES["G"], z_dim=512, w_dim=512, **common, mapping_kwargs=dict(num_layers=o.map),
+        **channels, **precision, fused_modconv_default="inference_only",
+    )  # fmt: skip
+    D_kwargs = dict(
+        class_name=NVIDIA_CLASSES["D"], **common, **channels, **precision,
+        block_kwargs=dict(freeze_layers=o.freezed), mapping_kwargs={},
+        epilogue_kwargs=dict(mbstd_group_size=o.mbstd_group),
+    )  # fmt: skip
+    adam = dict(class_name=NVIDIA_CLASSES["opt"], betas=[o.beta1, 0.99], eps=1e-8)
+    return dict(
+        G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt_kwargs=dict(adam, lr=o.glr), D_opt_kwargs=dict(adam, lr=o.dlr)
+    )
+
+
+def run_desc(opts: TrainOptions, kwargs: dict) -> str:
+    """The run folder's description: --desc, or <dataset>-gpus<N>-batch<B>-gamma<g> (NVIDIA's parts)."""
+    if opts.desc:
+        return opts.desc
+    name = os.path.splitext(os.path.basename(opts.data.rstrip("/")))[0]
+    return f"{name}-gpus{kwargs['num_gpus']}-batch{kwargs['batch_size']}-gamma{kwargs['loss_kwargs']['r1_gamma']:g}"

@@ -38,10 +38,11 @@ def restore_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 
 # ---- snapshot files ------------------------------------------------------------------------------------------
-def snapshot_name(cur_nimg: int) -> str:
-    """network-snapshot-<kimg>.safetensors as NVIDIA's, with '.<remaining images>' when kimg is fractional."""
+def snapshot_name(cur_nimg: int, fractional: bool = False) -> str:
+    """network-snapshot-<kimg:06d>.safetensors with NVIDIA's integer kimg (cur_nimg // 1000); `fractional` (runs
+    with ticks under 1 kimg) adds the images past a whole kimg, '.<rest:03d>', so no two snapshots share a name."""
     kimg, rest = divmod(int(cur_nimg), 1000)
-    return f"network-snapshot-{kimg:06d}" + (f".{rest:03d}" if rest else "") + ".safetensors"
+    return f"network-snapshot-{kimg:06d}" + (f".{rest:03d}" if fractional and rest else "") + ".safetensors"
 
 
 def save_snapshot(

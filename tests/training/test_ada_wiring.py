@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from medgan_core.training import loop as loop_module
-from medgan_core.training.distributed import DistInfo
 from medgan_core.training.options import TrainOptions, build_config
 
 
@@ -28,8 +27,8 @@ class ScriptedD(torch.nn.Module):
 def test_p_follows_the_sign_of_real_logits(tmp_path, monkeypatch, discs32, logit, p0):
     real_build = loop_module.build_networks
 
-    def build_with_scripted_d(config, device):
-        G, _D, G_ema = real_build(config, device)
+    def build_with_scripted_d(*args, **kwargs):
+        G, _D, G_ema = real_build(*args, **kwargs)
         return G, ScriptedD(logit), G_ema
 
     monkeypatch.setattr(loop_module, "build_networks", build_with_scripted_d)
@@ -67,13 +66,13 @@ def test_p_follows_the_sign_of_real_logits(tmp_path, monkeypatch, discs32, logit
 
     real_build_augment = loop_module.build_augment
 
-    def build_augment(config, device, world):
-        pipe, ada = real_build_augment(config, device, world)
+    def build_augment(*args, **kwargs):
+        pipe, ada = real_build_augment(*args, **kwargs)
         spy(ada)
         return pipe, ada
 
     monkeypatch.setattr(loop_module, "build_augment", build_augment)
-    loop_module.training_loop(config, str(tmp_path), DistInfo(), options={}, progress=lambda *a: None)
+    loop_module.training_loop(**dict(config, run_dir=str(tmp_path), device="cpu"), progress_fn=lambda *a: None)
     iterations = 13  # 100 images / batch 8, rounded up
     assert len(seen) == iterations // 4
     step = 8 * 4 / 1000

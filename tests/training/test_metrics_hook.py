@@ -10,7 +10,6 @@ import torch
 
 from medgan_core.metrics import runner
 from medgan_core.training import loop as loop_module
-from medgan_core.training.distributed import DistInfo
 from medgan_core.training.options import TrainOptions, build_config
 
 
@@ -45,7 +44,7 @@ def test_best_snapshot_is_tracked(tmp_path, monkeypatch, discs16):
     )
     config = build_config(opts, num_channels=1, resolution=16, label_dim=0)
     messages = []
-    loop_module.training_loop(config, str(tmp_path), DistInfo(), options={}, progress=messages.append)
+    loop_module.training_loop(**dict(config, run_dir=str(tmp_path), device="cpu"), progress_fn=messages.append)
     snapshots = sorted(p.name for p in tmp_path.glob("network-snapshot-*.safetensors"))
     assert len(snapshots) == 2  # ticks 1 and 2 (tick 0 has no snapshot)
     # tick 1 -> 5.0, tick 2 -> 3.0; only two snapshots, so the third value is never drawn

@@ -25,18 +25,32 @@ def test_defaults_are_nvidias_stylegan2_configuration():
     assert c["G_kwargs"]["z_dim"] == c["G_kwargs"]["w_dim"] == 512
     assert c["D_kwargs"]["epilogue_kwargs"]["mbstd_group_size"] == 4
     for opt in ("G_opt_kwargs", "D_opt_kwargs"):
-        assert c[opt] == dict(lr=0.002, betas=[0.0, 0.99], eps=1e-8)
+        assert c[opt] == dict(class_name="torch.optim.Adam", lr=0.002, betas=[0.0, 0.99], eps=1e-8)
     assert c["loss_kwargs"]["style_mixing_prob"] == 0.9
     assert c["loss_kwargs"]["pl_weight"] == 2 and c["loss_kwargs"]["pl_batch_shrink"] == 2
-    assert c["loss_kwargs"]["pl_decay"] == 0.01 and c["loss_kwargs"]["pl_no_weight_grad"] is True
-    assert c["loss_kwargs"]["blur_init_sigma"] == 0
+    assert c["loss_kwargs"]["pl_decay"] == 0.01 and c["loss_kwargs"]["class_name"] == "training.loss.StyleGAN2Loss"
     assert c["G_reg_interval"] == 4 and c["D_reg_interval"] == 16
-    assert c["kimg_per_tick"] == 4 and c["snapshot_ticks"] == 50
+    assert c["kimg_per_tick"] == 4 and c["image_snapshot_ticks"] == c["network_snapshot_ticks"] == 50
     assert c["metrics"] == ["fid50k_full"]
     assert c["ema_kimg"] == pytest.approx(32 * 10 / 32) and c["ema_rampup"] == 0.05
     assert c["G_kwargs"]["num_fp16_res"] == 4 and c["G_kwargs"]["conv_clamp"] == 256
     assert c["D_kwargs"]["num_fp16_res"] == 4 and c["D_kwargs"]["conv_clamp"] == 256
-    assert c["augment_kwargs"] == dict(preset="bgc") and c["ada_target"] == 0.6 and c["ada_kimg"] == 500
+    bgc = dict(
+        xflip=1,
+        rotate90=1,
+        xint=1,
+        scale=1,
+        rotate=1,
+        aniso=1,
+        xfrac=1,
+        brightness=1,
+        contrast=1,
+        lumaflip=1,
+        hue=1,
+        saturation=1,
+    )  # fmt: skip  (NVIDIA's train.py, --aug ada)
+    assert c["augment_kwargs"] == dict(class_name="training.augment.AugmentPipe", **bgc)
+    assert c["ada_target"] == 0.6 and c["ada_kimg"] == 500
     assert c["augment_p"] == 0.0 and c["ada_interval"] == 4
 
 

@@ -101,7 +101,7 @@ def test_kill_9_then_resume_continues(tmp_path, discs16):
     assert final_state["cur_nimg"] >= state["cur_nimg"] + 200
     assert final_state["batch_idx"] == state["batch_idx"] + (final_state["cur_nimg"] - state["cur_nimg"]) // 8
     options = json.loads((resumed_dir / "training_options.json").read_text())
-    assert options["config"]["ada_kimg"] == 100 and options["config"]["ema_rampup"] is None
+    assert options["ada_kimg"] == 100 and options["ema_rampup"] is None
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def test_smoke_run_writes_every_output(smoke_run: Path):
     console = (smoke_run / "console.txt").read_text()
     assert console.count("metric fid50k_full unavailable") == 1  # warned once, training went on
     options = json.loads((smoke_run / "training_options.json").read_text())
-    assert options["options"]["aug"] == "ada" and options["config"]["loss_kwargs"]["r1_gamma"] == 1
+    assert options["cli_options"]["aug"] == "ada" and options["loss_kwargs"]["r1_gamma"] == 1
     stats = read_stats(smoke_run)
     assert len(stats) == 4 and [s["Progress/tick"]["mean"] for s in stats] == [0, 1, 2, 3]
     assert stats[-1]["Progress/kimg"]["mean"] == pytest.approx(2.0, abs=0.01)

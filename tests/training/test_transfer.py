@@ -9,7 +9,6 @@ import torch
 
 from medgan_core.checkpoint import load_checkpoint, load_network
 from medgan_core.training import loop as loop_module
-from medgan_core.training.distributed import DistInfo
 from medgan_core.training.options import TrainOptions, build_config
 
 
@@ -39,7 +38,7 @@ def test_transfer_from_nvidia_pickle(tmp_path, monkeypatch, parity_dir, discs32)
     torch.set_num_threads(1)
     messages = []
     result = loop_module.training_loop(
-        config, str(tmp_path), DistInfo(), options={}, resume=str(pickle_path), progress=messages.append
+        **dict(config, run_dir=str(tmp_path), device="cpu"), progress_fn=messages.append
     )
     log = "\n".join(messages)
     assert "Transfer learning from" in log and "augment p starts at 0" in log
