@@ -9,11 +9,13 @@ folder goes to the front of `sys.path` (NVIDIA's pickles name top-level modules 
 `training`), so one process can use one checkout only.
 
 setuptools 81 and later no longer ship `pkg_resources`, which NVIDIA's `torch_utils/ops` import for
-`parse_version` alone; when it is missing, a stand-in module with `packaging.version.parse` is registered.
+`parse_version` alone; when it is missing, a stand-in module with `packaging.version.parse` is registered while
+those modules are imported, and removed afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -64,7 +66,10 @@ def resolve_nvidia_src(nvidia_src: str | os.PathLike | None = None) -> Path:
     return root
 
 
-def _provide_pkg_resources() -> None:
+@contextlib.contextmanager
+def _pkg_resources_stand_in():
+    """A `pkg_resources` with `parse_version` while NVIDIA's modules import, when setuptools has none; removed
+    afterwards (other tools take a `pkg_resources` in sys.modules for the real one)."""
     try:
         importlib.import_module("pkg_resources")
     except ImportError:
@@ -73,6 +78,13 @@ def _provide_pkg_resources() -> None:
         stand_in = types.ModuleType("pkg_resources")
         stand_in.parse_version = parse
         sys.modules["pkg_resources"] = stand_in
+        try:
+            yield
+        finally:
+            if sys.modules.get("pkg_resources") is stand_in:
+                del sys.modules["pkg_resources"]
+    else:
+        yield
 
 
 def _loaded_from(root: Path) -> None:
@@ -93,13 +105,16 @@ def import_nvidia(nvidia_src: str | os.PathLike | None = None) -> NvidiaCode:
     _loaded_from(root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    _provide_pkg_resources()
     stylegan3 = (root / "training" / "networks_stylegan2.py").is_file()
     try:
-        networks = importlib.import_module("training.networks_stylegan2" if stylegan3 else "training.networks")
-        augment = importlib.import_module("training.augment")
-        dnnlib = importlib.import_module("dnnlib")
-        legacy = importlib.import_module("legacy")
+        with _pkg_resources_stand_in():  # the modules that read pkg_resources, all imported here
+            for name in ("torch_utils.ops.conv2d_gradfix", "torch_utils.ops.grid_sample_gradfix"):
+                if (root / (name.replace(".", "/") + ".py")).is_file():
+                    importlib.import_module(name)
+            networks = importlib.import_module("training.networks_stylegan2" if stylegan3 else "training.networks")
+            augment = importlib.import_module("training.augment")
+            dnnlib = importlib.import_module("dnnlib")
+            legacy = importlib.import_module("legacy")
     except ImportError as exc:
         raise NvidiaSourceError(f"{root}: importing NVIDIA's code failed ({exc}); check its requirements") from exc
     code_base = "stylegan3" if stylegan3 else "stylegan2-ada-pytorch"

@@ -1,4 +1,5 @@
-"""Feature detectors: the FID Inception-v3 from either weight format, behind one call `detector(images)`.
+"""Feature detectors: the FID Inception-v3 from either weight format, behind one call `detector(images)`; the same
+for its class probabilities (Inception Score) and for VGG16 (precision/recall, see vgg16.py).
 
 ## The two weight formats and how their inputs differ
 
@@ -37,7 +38,9 @@ from pathlib import Path
 import torch
 
 from medgan_core.metrics.inception import FEATURE_DIM, FIDInceptionV3
-from medgan_core.metrics.weights import resolve_inception_weights, sha256_file
+from medgan_core.metrics.vgg16 import FEATURE_DIM as VGG16_FEATURE_DIM
+from medgan_core.metrics.vgg16 import VGG16
+from medgan_core.metrics.weights import resolve_inception_weights, resolve_vgg16_weights, sha256_file
 
 
 class PersistentRecord:
@@ -146,18 +149,17 @@ def build_pytorch_fid_detector(state_dict: dict, weights_sha256: str, device="cp
     return InceptionDetector(network, "pytorch-fid", weights_sha256, device)
 
 
-def load_detector_file(path: str | os.PathLike, device="cpu") -> InceptionDetector:
-    """Load a weight file of either format (detected from its content, not its name)."""
+def read_weight_file(path: str | os.PathLike) -> torch.jit.ScriptModule | dict:
+    """A detector weight file, recognised by content: NVIDIA's TorchScript graph (a .pt archive, or a .pkl read by
+    `SafeDetectorUnpickler`) or a plain state dict of tensors (`torch.load(weights_only=True)`)."""
     path = Path(path)
-    weights_sha256 = sha256_file(path)
     with open(path, "rb") as f:
         starts_as_zip = f.read(4) == b"PK\x03\x04"  # not zipfile.is_zipfile: a pickle may embed an archive
     if starts_as_zip:
         with zipfile.ZipFile(path) as archive:
             is_torchscript = any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
         if is_torchscript:
-            network = torch.jit.load(str(path), map_location=device).eval()
-            return InceptionDetector(network, "nvidia", weights_sha256, device)
+            return torch.jit.load(str(path), map_location="cpu").eval()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as torch_error:  # not a torch.save file: try an NVIDIA detector pickle
@@ -165,23 +167,97 @@ def load_detector_file(path: str | os.PathLike, device="cpu") -> InceptionDetect
             with open(path, "rb") as f:
                 unpickled = SafeDetectorUnpickler(f, str(path)).load()
         except pickle.UnpicklingError as exc:
-            raise ValueError(f"{path}: not a usable Inception weight file: {exc}") from torch_error
+            raise ValueError(f"{path}: not a usable detector weight file: {exc}") from torch_error
         except Exception as exc:
-            raise ValueError(f"{path}: not an Inception weight file this package can read ({exc})") from exc
+            raise ValueError(f"{path}: not a detector weight file this package can read ({exc})") from exc
         network = _find_script_module(unpickled)
         if network is None:
             raise ValueError(
                 f"{path}: this detector pickle holds no TorchScript module (only Python source, which medgan never "
-                "executes); use pytorch-fid's pt_inception-2015-12-05-6726825d.pth or NVIDIA's TorchScript "
-                "inception-2015-12-05.pt instead"
+                "executes); use the PyTorch weight file or NVIDIA's TorchScript .pt instead"
             ) from torch_error
-        return InceptionDetector(network.to(device).eval(), "nvidia", weights_sha256, device)
+        return network.eval()
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict of tensors (pytorch-fid's format), got {type(state)}")
+        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    return state
+
+
+def load_detector_file(path: str | os.PathLike, device="cpu") -> InceptionDetector:
+    """Load an Inception weight file of either format (detected from its content, not its name)."""
+    content = read_weight_file(path)
+    weights_sha256 = sha256_file(path)
+    if isinstance(content, torch.jit.ScriptModule):
+        return InceptionDetector(content.to(device), "nvidia", weights_sha256, device)
     try:
-        return build_pytorch_fid_detector(state, weights_sha256, device)
+        return build_pytorch_fid_detector(content, weights_sha256, device)
     except RuntimeError as exc:
         raise ValueError(f"{path}: not the FID Inception-v3 state dict pytorch-fid uses: {exc}") from exc
+
+
+class InceptionProbabilities:
+    """uint8 images -> the Inception graph's class probabilities [N, 1008] for the Inception Score.
+
+    As NVIDIA's is50k (`no_output_bias=True`, matching Salimans et al.'s code): softmax(pool3 @ W^T) with the
+    1008-way classifier's weight W and without its bias. tag: the Inception detector's tag + '-probs'.
+    """
+
+    feature_dim = 1008
+
+    def __init__(self, detector: InceptionDetector) -> None:
+        self.detector = detector
+        self.tag = f"{detector.tag}-probs"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"detectors take uint8 images, got {images.dtype}")
+        network, device = self.detector.network, self.detector.device
+        images = images.to(device)
+        with torch.inference_mode():
+            if self.detector.kind == "nvidia":
+                if images.shape[1] == 1:
+                    images = images.repeat(1, 3, 1, 1)
+                return network(images, no_output_bias=True).to(torch.float32)
+            logits = network(images) @ network.fc.weight.t()  # [N, 2048] @ [2048, 1008]
+            return torch.softmax(logits, dim=1).to(torch.float32)
+
+
+class VGG16Detector:
+    """uint8 images [N, 1 or 3, H, W] -> VGG16 fc2+ReLU features [N, 4096] (NVIDIA's precision/recall detector).
+
+    kind: 'torchvision' (our VGG16 with torchvision's weights) or 'nvidia' (NVIDIA's TorchScript vgg16.pt/.pkl,
+    called with return_features=True). tag: 'vgg16-' + kind + 16 hex digits of the weight file's SHA-256.
+    """
+
+    feature_dim = VGG16_FEATURE_DIM
+
+    def __init__(self, network, kind: str, weights_sha256: str, device="cpu") -> None:
+        self.network, self.kind, self.device = network, kind, torch.device(device)
+        self.tag = f"vgg16-{kind}-{weights_sha256[:16]}"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"detectors take uint8 images, got {images.dtype}")
+        images = images.to(self.device)
+        with torch.inference_mode():
+            if self.kind == "nvidia":
+                if images.shape[1] == 1:
+                    images = images.repeat(1, 3, 1, 1)
+                return self.network(images, return_features=True).to(torch.float32)
+            return self.network(images).to(torch.float32)
+
+
+def load_vgg16_file(path: str | os.PathLike, device="cpu") -> VGG16Detector:
+    """A VGG16 detector from torchvision's state dict or NVIDIA's TorchScript file."""
+    content = read_weight_file(path)
+    weights_sha256 = sha256_file(path)
+    if isinstance(content, torch.jit.ScriptModule):
+        return VGG16Detector(content.to(device), "nvidia", weights_sha256, device)
+    network = VGG16()
+    try:
+        network.load_state_dict(content, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not torchvision's VGG16 state dict (vgg16-397923af.pth): {exc}") from exc
+    return VGG16Detector(network.to(device), "torchvision", weights_sha256, device)
 
 
 _DETECTOR_CACHE: dict[tuple[str, float, str], InceptionDetector] = {}
@@ -199,4 +275,16 @@ def load_inception(inception=None, device="cpu", cache_dir=None, download=None, 
     key = (str(path.resolve()), path.stat().st_mtime, str(torch.device(device)))
     if key not in _DETECTOR_CACHE:
         _DETECTOR_CACHE[key] = load_detector_file(path, device)
+    return _DETECTOR_CACHE[key]
+
+
+def load_vgg16(vgg16=None, device="cpu", cache_dir=None, download=None, progress=True) -> VGG16Detector:
+    """The VGG16 detector for `vgg16` (a path, a VGG16Detector, or None to resolve as in weights.py), kept per
+    (file, modification time, device) like the Inception detector."""
+    if callable(vgg16) and hasattr(vgg16, "feature_dim"):
+        return vgg16
+    path = resolve_vgg16_weights(vgg16, cache_dir=cache_dir, download=download, progress=progress)
+    key = ("vgg16:" + str(path.resolve()), path.stat().st_mtime, str(torch.device(device)))
+    if key not in _DETECTOR_CACHE:
+        _DETECTOR_CACHE[key] = load_vgg16_file(path, device)
     return _DETECTOR_CACHE[key]

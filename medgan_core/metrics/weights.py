@@ -1,4 +1,4 @@
-"""Finding the Inception weights: an explicit path, $MEDGAN_INCEPTION, the cache, or a checked download.
+"""Finding detector weights (Inception, VGG16): an explicit path, $MEDGAN_INCEPTION, the cache, or a checked download.
 
 Order of resolution (`resolve_inception_weights`):
 1. the `inception` argument (`--inception PATH` on the command line);
@@ -9,6 +9,10 @@ Order of resolution (`resolve_inception_weights`):
    `6726825d` (the hash prefix in the file name), written to a temporary name and renamed only when complete.
    Set `MEDGAN_OFFLINE=1` to never try the network.
 If none works, `InceptionWeightsNotFound` names `--inception`, `MEDGAN_INCEPTION` and the URL.
+
+The VGG16 weights of precision/recall resolve the same way (`resolve_vgg16_weights`): `--vgg16 PATH`,
+$MEDGAN_VGG16, `<cache>/vgg16/vgg16-397923af.pth`, or torchvision's URL checked against the hash prefix `397923af`;
+else `VGG16WeightsNotFound` names `--vgg16`, `MEDGAN_VGG16` and the URL.
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from medgan_core.metrics.inception import FID_WEIGHTS_SHA256_PREFIX, FID_WEIGHTS_URL
+from medgan_core.metrics.vgg16 import NVIDIA_VGG16_URLS, VGG16_SHA256_PREFIX, VGG16_WEIGHTS_URL
 
 INCEPTION_ENV = "MEDGAN_INCEPTION"
+VGG16_ENV = "MEDGAN_VGG16"
 CACHE_ENV = "MEDGAN_CACHE"
 OFFLINE_ENV = "MEDGAN_OFFLINE"
 # NVIDIA's detector for StyleGAN3 / EDM (a pickle) and for StyleGAN2-ADA (a TorchScript archive); accepted as
@@ -37,6 +44,10 @@ NVIDIA_DETECTOR_URLS = (
 
 class InceptionWeightsNotFound(FileNotFoundError):
     """No Inception weights could be found or downloaded."""
+
+
+class VGG16WeightsNotFound(FileNotFoundError):
+    """No VGG16 weights (for precision/recall) could be found or downloaded."""
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -87,12 +98,85 @@ def download_file(
     return destination
 
 
-def _not_found_message(detail: str) -> str:
-    return (
-        f"Inception-v3 weights not found ({detail}). Pass --inception PATH (Python: inception=PATH) or set "
-        f"{INCEPTION_ENV}=PATH to pytorch-fid's pt_inception-2015-12-05-6726825d.pth (download it from "
-        f"{FID_WEIGHTS_URL}) or to NVIDIA's inception-2015-12-05.pkl/.pt ({NVIDIA_DETECTOR_URLS[0]})."
+@dataclass(frozen=True)
+class WeightSpec:
+    """How one detector's weights are found: option, environment variable, cache file and download."""
+
+    what: str  # e.g. "Inception-v3"
+    option: str  # command-line option, e.g. "--inception"
+    env: str  # environment variable
+    url: str  # standard download URL (its last component is the cached file name)
+    sha256_prefix: str  # a download must have a SHA-256 starting with this
+    subdir: str  # folder under the cache root
+    accepted: str  # what files the path may name (for the error message)
+    error: type = FileNotFoundError
+
+
+def _not_found(spec: WeightSpec, detail: str) -> FileNotFoundError:
+    return spec.error(
+        f"{spec.what} weights not found ({detail}). Pass {spec.option} PATH (Python: "
+        f"{spec.option.lstrip('-').replace('-', '_')}=PATH) or set {spec.env}=PATH to {spec.accepted}"
     )
+
+
+def resolve_weights(
+    spec: WeightSpec,
+    path: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool | None = None,
+    progress: bool = True,
+) -> Path:
+    """Path of the weight file for `spec`: `path`, else $env, else the cache, else a checked download.
+
+    download: None means "unless $MEDGAN_OFFLINE is set". Raises spec.error naming the option, the variable and
+    the URL when nothing works.
+    """
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise _not_found(spec, f"{spec.option} {path} is not a file")
+        return path
+    env_value = os.environ.get(spec.env)
+    if env_value:
+        path = Path(env_value).expanduser()
+        if not path.is_file():
+            raise _not_found(spec, f"{spec.env}={path} is not a file")
+        return path
+    cached = cache_root(cache_dir) / spec.subdir / spec.url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return cached
+    if download is None:
+        download = os.environ.get(OFFLINE_ENV, "").lower() not in ("1", "true", "yes")
+    if not download:
+        raise _not_found(spec, f"offline, and nothing cached at {cached}")
+    try:
+        return download_file(spec.url, cached, spec.sha256_prefix, progress=progress)
+    except OSError as exc:  # URLError, timeouts and HTTP errors are OSErrors
+        raise _not_found(spec, f"download failed: {exc}") from exc
+
+
+INCEPTION_WEIGHTS = WeightSpec(
+    what="Inception-v3",
+    option="--inception",
+    env=INCEPTION_ENV,
+    url=FID_WEIGHTS_URL,
+    sha256_prefix=FID_WEIGHTS_SHA256_PREFIX,
+    subdir="inception",
+    accepted=f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (download it from {FID_WEIGHTS_URL}) or to "
+    f"NVIDIA's inception-2015-12-05.pkl/.pt ({NVIDIA_DETECTOR_URLS[0]}).",
+    error=InceptionWeightsNotFound,
+)
+VGG16_WEIGHTS = WeightSpec(
+    what="VGG16",
+    option="--vgg16",
+    env=VGG16_ENV,
+    url=VGG16_WEIGHTS_URL,
+    sha256_prefix=VGG16_SHA256_PREFIX,
+    subdir="vgg16",
+    accepted=f"torchvision's vgg16-397923af.pth (download it from {VGG16_WEIGHTS_URL}) or to NVIDIA's "
+    f"vgg16.pkl/.pt ({NVIDIA_VGG16_URLS[0]}).",
+    error=VGG16WeightsNotFound,
+)
 
 
 def resolve_inception_weights(
@@ -101,29 +185,15 @@ def resolve_inception_weights(
     download: bool | None = None,
     progress: bool = True,
 ) -> Path:
-    """Path of the Inception weight file to use (see the module docstring for the order).
+    """Path of the Inception weight file to use (see the module docstring for the order)."""
+    return resolve_weights(INCEPTION_WEIGHTS, inception, cache_dir, download, progress)
 
-    download: None means "unless $MEDGAN_OFFLINE is set".
-    """
-    if inception is not None:
-        path = Path(inception).expanduser()
-        if not path.is_file():
-            raise InceptionWeightsNotFound(_not_found_message(f"--inception {path} is not a file"))
-        return path
-    env_value = os.environ.get(INCEPTION_ENV)
-    if env_value:
-        path = Path(env_value).expanduser()
-        if not path.is_file():
-            raise InceptionWeightsNotFound(_not_found_message(f"{INCEPTION_ENV}={path} is not a file"))
-        return path
-    cached = cache_root(cache_dir) / "inception" / FID_WEIGHTS_URL.rsplit("/", 1)[-1]
-    if cached.is_file():
-        return cached
-    if download is None:
-        download = os.environ.get(OFFLINE_ENV, "").lower() not in ("1", "true", "yes")
-    if not download:
-        raise InceptionWeightsNotFound(_not_found_message(f"offline, and nothing cached at {cached}"))
-    try:
-        return download_file(FID_WEIGHTS_URL, cached, FID_WEIGHTS_SHA256_PREFIX, progress=progress)
-    except OSError as exc:  # URLError, timeouts and HTTP errors are OSErrors
-        raise InceptionWeightsNotFound(_not_found_message(f"download failed: {exc}")) from exc
+
+def resolve_vgg16_weights(
+    vgg16: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool | None = None,
+    progress: bool = True,
+) -> Path:
+    """Path of the VGG16 weight file (for precision/recall): `--vgg16`, $MEDGAN_VGG16, the cache, a download."""
+    return resolve_weights(VGG16_WEIGHTS, vgg16, cache_dir, download, progress)

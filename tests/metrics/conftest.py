@@ -1,13 +1,22 @@
-"""Fixtures for the metrics tests: seeded random Inception weights and real MNI152 brain slices as PNGs."""
+"""Fixtures for the metrics tests: seeded random Inception weights, real MNI152 brain slices as PNGs, and NVIDIA's
+metric code run on features we choose (`nvidia_pr`, `nvidia_is`; they need $MEDGAN_NVIDIA_SRC).
+
+NVIDIA's functions take features from `metric_utils.compute_feature_stats_for_dataset/_generator`; these are
+replaced, for the duration of a call, by functions returning NVIDIA's own `FeatureStats` filled with the given
+arrays. PyTorch has no float16 `cdist` on the CPU, so on the CPU a float16 `torch.cdist` call is answered in
+float32 and rounded to float16 (what `medgan_core.metrics.precision_recall` does on every device).
+"""
 
 from __future__ import annotations
 
+import importlib
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
+from medgan_core.checkpoint.nvidia_code import import_nvidia
 from medgan_core.metrics.inception import random_fid_inception_state_dict
 from medgan_core.utils.io import save_png
 
@@ -67,3 +76,57 @@ def mni_folders(tmp_path_factory, mni_volume):
             save_png(image, folder / f"slice{i:03d}.png")
         folders.append(folder)
     return tuple(folders)
+
+
+_cdist = torch.cdist
+
+
+def _cdist_with_cpu_half(x1, x2, *args, **kwargs):
+    if x1.dtype == torch.float16 and x1.device.type == "cpu":
+        return _cdist(x1.float(), x2.float(), *args, **kwargs).to(torch.float16)
+    return _cdist(x1, x2, *args, **kwargs)
+
+
+def _nvidia_module(nvidia_src, name: str):
+    import_nvidia(nvidia_src)
+    return importlib.import_module(name)
+
+
+def _stats(metric_utils, features: np.ndarray):
+    stats = metric_utils.FeatureStats(capture_all=True, max_items=len(features))
+    stats.append(np.asarray(features, dtype=np.float32))
+    return stats
+
+
+def _nvidia_precision_recall(nvidia_src, real, gen, nhood_size=3, row_batch_size=10000, col_batch_size=10000):
+    pr = _nvidia_module(nvidia_src, "metrics.precision_recall")
+    metric_utils = pr.metric_utils
+    opts = metric_utils.MetricOptions(num_gpus=1, rank=0, device=torch.device("cpu"))
+    with (
+        mock.patch.object(metric_utils, "compute_feature_stats_for_dataset", lambda **kw: _stats(metric_utils, real)),
+        mock.patch.object(metric_utils, "compute_feature_stats_for_generator", lambda **kw: _stats(metric_utils, gen)),
+        mock.patch.object(torch, "cdist", _cdist_with_cpu_half),
+    ):
+        return pr.compute_pr(opts, max_real=len(real), num_gen=len(gen), nhood_size=nhood_size,
+                             row_batch_size=row_batch_size, col_batch_size=col_batch_size)  # fmt: skip
+
+
+def _nvidia_inception_score(nvidia_src, probabilities, num_splits=10):
+    inception_score = _nvidia_module(nvidia_src, "metrics.inception_score")
+    metric_utils = inception_score.metric_utils
+    opts = metric_utils.MetricOptions(num_gpus=1, rank=0, device=torch.device("cpu"))
+    fake = lambda **kw: _stats(metric_utils, probabilities)  # noqa: E731
+    with mock.patch.object(metric_utils, "compute_feature_stats_for_generator", fake):
+        return inception_score.compute_is(opts, num_gen=len(probabilities), num_splits=num_splits)
+
+
+@pytest.fixture
+def nvidia_pr(nvidia_src):
+    """(real, gen, nhood_size=3, row_batch_size=10000, col_batch_size=10000) -> NVIDIA's (precision, recall)."""
+    return lambda *args, **kwargs: _nvidia_precision_recall(nvidia_src, *args, **kwargs)
+
+
+@pytest.fixture
+def nvidia_is(nvidia_src):
+    """(probabilities, num_splits=10) -> NVIDIA's (mean, std) Inception Score."""
+    return lambda *args, **kwargs: _nvidia_inception_score(nvidia_src, *args, **kwargs)

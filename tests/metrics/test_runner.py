@@ -131,12 +131,14 @@ def test_two_ranks_give_the_single_process_value(real_folder, tmp_path, monkeypa
 def test_report_metric_appends_and_tracks_the_best(tmp_path):
     flags = []
     for kimg, value in enumerate([5.0, 3.0, 4.0, float("nan"), 2.5]):
-        result = {"metric": "fid50k_full", "results": {"fid50k_full": value}, "total_time": 1.0}
+        result = {"results": {"fid50k_full": value}, "metric": "fid50k_full", "total_time": 1.0,
+                  "total_time_str": "1s", "num_gpus": 1}  # fmt: skip
         flags.append(runner.report_metric(result, tmp_path, snapshot=tmp_path / f"network-snapshot-{kimg:06d}.pkl"))
     assert flags == [True, True, False, False, True]
     lines = [json.loads(line) for line in (tmp_path / "metric-fid50k_full.jsonl").read_text().splitlines()]
     assert [line["snapshot_pkl"] for line in lines][-1] == "network-snapshot-000004.pkl"
-    assert [line["is_best"] for line in lines] == flags
+    assert list(lines[0])[:7] == ["results", "metric", "total_time", "total_time_str", "num_gpus", "snapshot_pkl",
+                                  "timestamp"]  # NVIDIA's metric_main.report_metric line  # fmt: skip
     assert [p.name for p in tmp_path.iterdir()] == ["metric-fid50k_full.jsonl"]  # no temporary leftovers
 
 
@@ -153,4 +155,76 @@ def test_is_available(monkeypatch, tmp_path, weights_file):
 
 def test_unknown_metric_raises():
     with pytest.raises(KeyError, match="unknown metric"):
-        runner.resolve_metric("is50k")
+        runner.resolve_metric("is50k_full")
+
+
+def test_metric_names_are_checked_at_the_door():
+    good = ["fid50k_full", "kid50k_full", "pr50k3_full", "is50k", "pr50k3", "fid2k_full", "pr2k3", "is1k", "mem1k"]
+    assert runner.check_metric_names(good) == good
+    assert runner.check_metric_names("fid50k_full, pr50k3_full") == ["fid50k_full", "pr50k3_full"]
+    assert runner.check_metric_names("none") == []
+    with pytest.raises(ValueError) as info:
+        runner.check_metric_names(["fid50k_full", "pr50k", "is50k_full", "fid0k", "ppl2_wend"])
+    message = str(info.value)
+    assert "pr50k, is50k_full, fid0k, ppl2_wend" in message and "pr50k3_full" in message and "is50k" in message
+    assert {"pr50k3_full", "is50k", "fid50k_full"} <= set(runner.list_metrics())
+    assert runner.higher_is_better("pr50k3_full") and runner.higher_is_better("is50k")
+    assert not runner.higher_is_better("fid50k_full")
+
+
+def test_precision_recall_through_the_runner(real_folder, tmp_path):
+    """pr<N>k3_full on G's images = precision_recall on the detector's features of the same images."""
+    from medgan_core.data.images import ImageSource
+    from medgan_core.metrics.features import generated_images
+    from medgan_core.metrics.precision_recall import precision_recall
+
+    result = runner.calc_metric("pr1k3_full", TinyGenerator(), real_folder, "cpu", cache_dir=tmp_path,
+                                vgg16=PixelDetector(), num_gen=40, batch_size=16)  # fmt: skip
+    reals = PixelDetector()(ImageSource(real_folder).batch(range(30)))
+    fakes = PixelDetector()(generated_images(TinyGenerator(), range(40), "cpu"))
+    precision, recall = precision_recall(reals.numpy(), fakes.numpy())
+    assert result["results"] == {"pr1k3_full_precision": precision, "pr1k3_full_recall": recall}
+    assert result["detector"] == "pixels-4x4" and 0 < precision < 1
+
+
+def test_inception_score_through_the_runner(weights_file, tmp_path):
+    from medgan_core.metrics.detector import InceptionProbabilities, load_inception
+    from medgan_core.metrics.features import generated_images
+    from medgan_core.metrics.inception_score import inception_score
+
+    result = runner.calc_metric("is1k", TinyGenerator(), tmp_path, "cpu", inception=weights_file, num_gen=20)
+    probs = InceptionProbabilities(load_inception(weights_file))(generated_images(TinyGenerator(), range(20), "cpu"))
+    mean, std = inception_score(probs.numpy())
+    assert result["results"]["is1k_mean"] == pytest.approx(mean, rel=1e-6)
+    assert result["results"]["is1k_std"] == pytest.approx(std, rel=1e-5, abs=1e-7)
+
+
+def test_mirrored_reals_for_the_legacy_metrics(real_folder):
+    from medgan_core.data.images import ImageSource
+
+    source = ImageSource(real_folder)
+    mirrored = runner.MirroredSource(source)
+    assert len(mirrored) == 60 and mirrored.content_hash() != source.content_hash()
+    both = mirrored.batch([3, 33])
+    assert torch.equal(both[0], source.batch([3])[0]) and torch.equal(both[1], source.batch([3])[0].flip(-1))
+    opts = runner.MetricOptions(G=None, data=real_folder, device=torch.device("cpu"), mirror=True)
+    assert opts.real_source(honour_mirror=False) is opts.source and len(opts.real_source(honour_mirror=True)) == 60
+
+
+def test_format_time_and_metric_line_match_nvidia(nvidia_src, tmp_path, monkeypatch):
+    import importlib
+
+    from medgan_core.checkpoint.nvidia_code import import_nvidia
+
+    dnnlib = import_nvidia(nvidia_src).dnnlib
+    for seconds in (0, 5.4, 59, 60, 125, 3599, 3600, 3723, 86399, 86400, 200000):
+        assert runner.format_time(seconds) == dnnlib.util.format_time(seconds)
+    metric_main = importlib.import_module("metrics.metric_main")
+    result = {"results": {"fid50k_full": 3.5}, "metric": "fid50k_full", "total_time": 12.5, "total_time_str": "12s",
+              "num_gpus": 1}  # fmt: skip
+    monkeypatch.setattr(runner.time, "time", lambda: 1234.5)
+    monkeypatch.setattr(metric_main.time, "time", lambda: 1234.5)
+    snapshot = tmp_path / "network-snapshot-000040.pkl"
+    metric_main.report_metric(dnnlib.EasyDict(result), run_dir=str(tmp_path), snapshot_pkl=str(snapshot))
+    theirs = (tmp_path / "metric-fid50k_full.jsonl").read_text()
+    assert runner.metric_line(result, tmp_path, snapshot) + "\n" == theirs

@@ -1,5 +1,6 @@
-"""Finding and downloading the Inception weights, offline (file:// URLs and a patched urlopen)."""
+"""Finding and downloading the Inception and VGG16 weights, offline (file:// URLs and a patched urlopen)."""
 
+import dataclasses
 import hashlib
 import urllib.request
 
@@ -32,8 +33,8 @@ def _serve(monkeypatch, tmp_path, payload: bytes, prefix: str):
     source = tmp_path / "served" / "pt_inception-2015-12-05-6726825d.pth"
     source.parent.mkdir()
     source.write_bytes(payload)
-    monkeypatch.setattr(weights, "FID_WEIGHTS_URL", source.as_uri())
-    monkeypatch.setattr(weights, "FID_WEIGHTS_SHA256_PREFIX", prefix)
+    spec = dataclasses.replace(weights.INCEPTION_WEIGHTS, url=source.as_uri(), sha256_prefix=prefix)
+    monkeypatch.setattr(weights, "INCEPTION_WEIGHTS", spec)
     monkeypatch.delenv("MEDGAN_OFFLINE")
 
 
@@ -68,3 +69,19 @@ def test_network_failure_gives_the_not_found_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MEDGAN_OFFLINE")
     with pytest.raises(weights.InceptionWeightsNotFound, match="download failed.*MEDGAN_INCEPTION"):
         weights.resolve_inception_weights(cache_dir=tmp_path, progress=False)
+
+
+def test_vgg16_weights_resolve_like_inception(tmp_path, monkeypatch):
+    with pytest.raises(weights.VGG16WeightsNotFound) as info:
+        weights.resolve_vgg16_weights(cache_dir=tmp_path)
+    message = str(info.value)
+    assert "--vgg16" in message and "MEDGAN_VGG16" in message and weights.VGG16_WEIGHTS_URL in message
+    from_env = tmp_path / "vgg.pth"
+    from_env.write_bytes(b"v")
+    monkeypatch.setenv("MEDGAN_VGG16", str(from_env))
+    assert weights.resolve_vgg16_weights(cache_dir=tmp_path) == from_env
+    monkeypatch.delenv("MEDGAN_VGG16")
+    cached = tmp_path / "vgg16" / "vgg16-397923af.pth"
+    cached.parent.mkdir()
+    cached.write_bytes(b"c")
+    assert weights.resolve_vgg16_weights(cache_dir=tmp_path) == cached
