@@ -14,8 +14,8 @@ NETWORK_CHOICES = ("G_ema", "G")
     "--network",
     "network_path",
     required=True,
-    type=click.Path(path_type=Path),
-    help="NVIDIA network pickle (.pkl) or medgan checkpoint (.safetensors).",
+    help="NVIDIA network pickle (.pkl), medgan checkpoint (.safetensors), or a URL of NVIDIA's published pickles "
+    "(downloaded once into the cache; $MEDGAN_OFFLINE=1 never downloads).",
 )
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. '0-15' or '1,5,9-11'.")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
@@ -67,7 +67,7 @@ def generate(
     """Generate images: one 8-bit PNG per seed (grayscale or RGB, no metadata), optionally a grid."""
     import torch
 
-    from medgan_core.checkpoint import CheckpointError, load_network
+    from medgan_core.checkpoint import CheckpointError, NetworkFetchError, load_network, resolve_network
     from medgan_core.generate import generate_images, image_grid
     from medgan_core.utils.io import parse_int_list, save_png
 
@@ -80,8 +80,10 @@ def generate(
         raise click.BadParameter(f"seeds must lie in 0 .. 2**32 - 1, got {bad_seeds}", param_hint="--seeds")
     if device == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
-    if not network_path.is_file():
-        raise click.BadParameter(f"{network_path}: no such file", param_hint="--network")
+    try:
+        network_path = resolve_network(network_path)
+    except NetworkFetchError as exc:  # a missing file, or a URL that cannot be fetched (offline: what to do)
+        raise click.BadParameter(str(exc), param_hint="--network") from exc
 
     try:
         loaded = load_network(network_path, device=device)

@@ -141,3 +141,49 @@ def test_png_has_no_metadata_even_from_pil_defaults():
     data = png_bytes(np.zeros((4, 4), dtype=np.uint8))
     assert set(_png_chunk_types(data)) == {"IHDR", "IDAT", "IEND"}
     assert Image.open(io.BytesIO(data)).mode == "L"
+
+
+@pytest.fixture
+def served_parity_pickle(parity_dir, tmp_path, monkeypatch):
+    """NVIDIA's parity pickle behind a local HTTP URL (standing in for NVIDIA's published URLs); fresh cache."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    shutil.copy(parity_dir / "network-snapshot.pkl", root / "stylegan2-parity.pkl")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MEDGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MEDGAN_OFFLINE", raising=False)
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/stylegan2-parity.pkl"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_network_url_gives_the_same_pixels_and_is_cached(served_parity_pickle, parity_dir, tmp_path, monkeypatch):
+    by_path, by_url, offline = tmp_path / "path", tmp_path / "url", tmp_path / "offline"
+    assert _run("--network", parity_dir / "network-snapshot.pkl", "--seeds", "0-2", "--outdir", by_path).exit_code == 0
+    assert _run("--network", served_parity_pickle, "--seeds", "0-2", "--outdir", by_url).exit_code == 0
+    for seed in range(3):
+        name = f"seed{seed:04d}.png"
+        assert (by_url / name).read_bytes() == (by_path / name).read_bytes()
+    monkeypatch.setenv("MEDGAN_OFFLINE", "1")  # now from the cache only
+    assert _run("--network", served_parity_pickle, "--seeds", "0", "--outdir", offline).exit_code == 0
+    assert (offline / "seed0000.png").read_bytes() == (by_path / "seed0000.png").read_bytes()
+
+
+def test_network_url_offline_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDGAN_OFFLINE", "1")
+    monkeypatch.setenv("MEDGAN_CACHE", str(tmp_path / "cache"))
+    url = (
+        "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/stylegan2-ffhq-1024x1024.pkl"
+    )
+    result = _run("--network", url, "--outdir", tmp_path / "out")
+    assert result.exit_code == 2 and url in result.output and "--network PATH" in result.output
+    assert str(tmp_path / "cache" / "networks") in result.output  # the cache folder to put a copy in
+    assert not (tmp_path / "out").exists()
