@@ -91,6 +91,47 @@ def g_inference(G, z, c):
     return run
 
 
+def conv_floor(G, batch: int, memory_format: torch.memory_format) -> Callable:
+    """G's convolutions as plain dense calls with the weights already modulated: the floor G inference can reach.
+
+    One shared [C_out, C_in, k, k] weight per layer (what a per-sample weight costs in multiply-adds), no
+    modulation, demodulation, upsampling filter, noise, bias or activation. An upsampling layer is the stride-2
+    transposed convolution G runs (the FIR filter after it is left out); toRGB is its 1x1 convolution. Inputs are
+    made beforehand (random, one tensor per shape), so only the convolutions are timed. Pass channels-last, the
+    faster layout for CPU convolutions (the same calls on NCHW tensors took twice as long here).
+    """
+    from medgan_core.networks.generator import SynthesisLayer, ToRGBLayer
+
+    gen = torch.Generator().manual_seed(2)
+    inputs: dict[tuple, torch.Tensor] = {}
+    calls = []
+    for block in (getattr(G.synthesis, f"b{res}") for res in G.synthesis.block_resolutions):
+        for layer in block.children():
+            if isinstance(layer, SynthesisLayer):
+                in_res = layer.resolution // layer.up
+            elif isinstance(layer, ToRGBLayer):
+                in_res = block.resolution
+            else:
+                continue
+            shape = (batch, layer.in_channels, in_res, in_res)
+            if shape not in inputs:
+                inputs[shape] = torch.randn(shape, generator=gen).contiguous(memory_format=memory_format)
+            weight = torch.randn(layer.weight.shape, generator=gen)
+            if getattr(layer, "up", 1) > 1:
+                weight = weight.transpose(0, 1).contiguous(memory_format=memory_format)  # [C_in, C_out, k, k]
+                calls.append((F.conv_transpose2d, inputs[shape], weight, dict(stride=layer.up)))
+            else:
+                weight = weight.contiguous(memory_format=memory_format)
+                calls.append((F.conv2d, inputs[shape], weight, dict(padding=weight.shape[-1] // 2)))
+
+    def run():
+        with torch.no_grad():
+            for conv, x, weight, kwargs in calls:
+                conv(x, weight, **kwargs)
+
+    return run
+
+
 def g_step(G, D, z, c):
     """The generator's main phase: non-saturating loss through D, backward into G (and D's activations)."""
 
@@ -121,10 +162,10 @@ def d_step_r1(G, D, z, c, real, r1_gamma: float = 1.0):
 
 
 def load_nvidia(nvidia_src: Path):
-    sys.path.insert(0, str(nvidia_src))
-    from training import networks_stylegan2  # NVIDIA's module, from the given folder only
+    """NVIDIA's `training.networks_stylegan2` from the given checkout (pkg_resources stand-in where needed)."""
+    from medgan_core.checkpoint.nvidia_code import import_nvidia
 
-    return networks_stylegan2
+    return import_nvidia(nvidia_src).networks
 
 
 def compare_allocators(choices: list[str]) -> None:
@@ -142,10 +183,17 @@ def compare_allocators(choices: list[str]) -> None:
             subprocess.run(command, env=env, check=True)
             figures[choice] = json.loads(out.read_text())
     print("\nseconds (median)        " + "".join(f"{f'{net} @ {c}':>22}" for c in choices for net in figures[c]))
-    tasks = list(next(iter(figures[choices[0]].values())))
+    tasks = list(figures[choices[0]]["medgan"])
     for task in tasks:
-        row = "".join(f"{figures[c][net][task]:22.3f}" for c in choices for net in figures[c])
+        row = "".join(f"{figures[c][net].get(task, float('nan')):22.3f}" for c in choices for net in figures[c])
         print(f"{task:<24}{row}")
+    for choice in choices:
+        ours = figures[choice]["medgan"]["G inference"]
+        print(f"ratio medgan G inference / floor @ {choice:<10} {ours / figures[choice]['floor']['G inference']:6.2f}x"
+              "  (target <= 1.3)")  # fmt: skip
+        if "nvidia" in figures[choice]:
+            print(f"ratio nvidia / medgan G inference @ {choice:<9} "
+                  f"{figures[choice]['nvidia']['G inference'] / ours:6.2f}x  (target >= 1.5)")  # fmt: skip
     baseline, tuned = choices[0], choices[-1]
     for task in tasks:
         ours = figures[tuned]["medgan"][task]
@@ -209,9 +257,15 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {name: {} for name in nets}
     inference = {name: g_inference(G, z, c) for name, (G, D) in nets.items()}
-    for name, seconds in interleaved_medians(inference, repeats, max(warmup, 1)).items():
-        results[name]["G inference"] = seconds
-        print(f"{name:>7}  G inference          {seconds:8.3f} s", flush=True)
+    G_ours = nets["medgan"][0]
+    inference["floor"] = conv_floor(G_ours, args.batch, torch.channels_last)
+    medians = interleaved_medians(inference, repeats, max(warmup, 1))
+    for name in nets:
+        results[name]["G inference"] = medians[name]
+        print(f"{name:>7}  G inference          {medians[name]:8.3f} s", flush=True)
+    results["floor"] = {"G inference": medians["floor"]}
+    print(f"  floor  G's convolutions, dense   {medians['floor']:8.3f} s", flush=True)
+    print(f"ratio medgan G inference / floor      {medians['medgan'] / medians['floor']:6.2f}x  (target <= 1.3)")
     if not args.skip_train:
         phases = {
             "G step": lambda G, D: g_step(G, D, z, c),

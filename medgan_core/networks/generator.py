@@ -17,11 +17,12 @@ from medgan_core.networks.layers import (
     MappingNetwork,
     check_shape,
     compute_dtype,
+    cpu_inference,
     filter_buffer,
     float16_allowed,
 )
 from medgan_core.ops import bias_act, upfirdn2d
-from medgan_core.ops.modulated_conv2d import modulated_conv2d
+from medgan_core.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_bias_act
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -68,8 +69,8 @@ class SynthesisLayer(torch.nn.Module):
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode="random", fused_modconv=True, gain=1):
-        """x: [N, in_channels, H, W]; w: [N, w_dim]."""
+    def forward(self, x, w, noise_mode="random", fused_modconv=True, gain=1, overwrite_input=False):
+        """x: [N, in_channels, H, W]; w: [N, w_dim]. overwrite_input: CPU inference may reuse x's memory."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         in_resolution = self.resolution // self.up
@@ -84,12 +85,18 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = self.up == 1
+        act_gain = self.act_gain * gain
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if cpu_inference(x):
+            return modulated_conv2d_bias_act(
+                x, self.weight, styles, self.bias, noise=noise, up=self.up, padding=self.padding,
+                resample_filter=self.resample_filter, flip_weight=flip_weight, act=self.activation, gain=act_gain,
+                clamp=act_clamp, overwrite_input=overwrite_input,
+            )  # fmt: skip
         x = modulated_conv2d(
             x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv,
         )  # fmt: skip
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self) -> str:
@@ -125,6 +132,10 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
+        if cpu_inference(x):
+            return modulated_conv2d_bias_act(
+                x, self.weight, styles, self.bias, demodulate=False, clamp=self.conv_clamp
+            )
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -208,14 +219,17 @@ class SynthesisBlock(torch.nn.Module):
         base_dtype = compute_dtype(self)
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else base_dtype
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        fast = cpu_inference(ws) and dtype == torch.float32
+        if fast:
+            memory_format = torch.channels_last  # the fast layout for CPU convolutions
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == "inference_only":
             fused_modconv = not self.training
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=memory_format)
         else:
             check_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2], "x")
             x = x.to(dtype=dtype, memory_format=memory_format)
@@ -229,7 +243,8 @@ class SynthesisBlock(torch.nn.Module):
             x = y.add_(x)
         else:
             x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            reuse = fast and not self.conv0._forward_hooks  # only conv1 reads conv0's output (unless it is hooked)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, overwrite_input=reuse, **layer_kwargs)
 
         if img is not None:
             check_shape(img, [None, self.img_channels, self.resolution // 2, self.resolution // 2], "img")

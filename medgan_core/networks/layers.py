@@ -42,6 +42,15 @@ def float16_allowed(tensor: torch.Tensor) -> bool:
     return tensor.device.type in FLOAT16_DEVICE_TYPES
 
 
+def cpu_inference(tensor: torch.Tensor) -> bool:
+    """True when a forward pass on `tensor` may take the CPU inference path: no autograd, float32 on the CPU.
+
+    That path (channels-last activations, `modulated_conv2d_bias_act`) gives the same images up to float32
+    rounding; training and GPU runs keep NVIDIA's formulation.
+    """
+    return not torch.is_grad_enabled() and tensor.device.type == "cpu" and tensor.dtype == torch.float32
+
+
 def filter_buffer(resample_filter) -> torch.Tensor:
     """The [fh, fw] low-pass filter buffer, made on the default device (so that meta-device builds stay cheap)."""
     return upfirdn2d.setup_filter(resample_filter, device=torch.get_default_device())
@@ -82,6 +91,9 @@ class FullyConnectedLayer(torch.nn.Module):
         _register(self, "bias", bias_tensor, trainable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if cpu_inference(x) and self.bias is not None:  # one call, no scaled copies of weight and bias
+            x = torch.addmm(self.bias, x, self.weight.t(), beta=self.bias_gain, alpha=self.weight_gain)
+            return x if self.activation == "linear" else bias_act.bias_act(x, None, act=self.activation)
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:

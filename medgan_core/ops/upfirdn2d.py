@@ -147,9 +147,11 @@ def _upfirdn2d_forward(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1,
         x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
         x = x.reshape([batch_size, num_channels, in_height * upy, in_width * upx])
 
-    # Pad, then crop where the padding is negative.
-    x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
-    x = x[:, :, max(-pady0, 0) : x.shape[2] - max(-pady1, 0), max(-padx0, 0) : x.shape[3] - max(-padx1, 0)]
+    # Symmetric padding goes into the convolution (no padded copy of x); other padding pads, then crops.
+    conv_padding = (pady0, padx0) if padx0 == padx1 >= 0 and pady0 == pady1 >= 0 else (0, 0)
+    if conv_padding == (0, 0):
+        x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
+        x = x[:, :, max(-pady0, 0) : x.shape[2] - max(-pady1, 0), max(-padx0, 0) : x.shape[3] - max(-padx1, 0)]
 
     # conv2d correlates, so flip the filter to convolve unless asked for correlation.
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
@@ -157,10 +159,10 @@ def _upfirdn2d_forward(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1,
         f = f.flip(list(range(f.ndim)))
     f = f[None, None].repeat([num_channels, 1] + [1] * f.ndim)  # [C, 1, fh, fw] or [C, 1, taps]
     if f.ndim == 4:
-        x = F.conv2d(x, f, groups=num_channels)
+        x = F.conv2d(x, f, padding=conv_padding, groups=num_channels)
     else:
-        x = F.conv2d(x, f.unsqueeze(2), groups=num_channels)  # along x: [C, 1, 1, taps]
-        x = F.conv2d(x, f.unsqueeze(3), groups=num_channels)  # along y: [C, 1, taps, 1]
+        x = F.conv2d(x, f.unsqueeze(2), padding=(0, conv_padding[1]), groups=num_channels)  # along x: [C, 1, 1, taps]
+        x = F.conv2d(x, f.unsqueeze(3), padding=(conv_padding[0], 0), groups=num_channels)  # along y: [C, 1, taps, 1]
 
     if downx > 1 or downy > 1:
         x = x[:, :, ::downy, ::downx]

@@ -154,3 +154,27 @@ def test_fp16_blocks_compute_in_float16_close_to_fp32(float16_device):
     assert fp16.dtype == torch.float32
     assert (fp16 - fp32).abs().max().item() < 0.05 * fp32.abs().max().item()
     assert (fp16 - fp32).abs().max().item() > 0  # the two paths did differ: float16 rounding is visible
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+def test_cpu_inference_path_matches_the_autograd_path(architecture):
+    """Without autograd on the CPU, G runs channels-last with `modulated_conv2d_bias_act`: the same images as the
+    path training uses (NVIDIA's formulation), to float32 rounding, for every noise mode; hooked outputs intact."""
+    G = _tiny_generator(architecture=architecture, channel_max=16, conv_clamp=0.5)  # a clamp that bites
+    for name, p in G.named_parameters():
+        if name.endswith("noise_strength"):
+            p.data.fill_(0.4)
+    z = torch.randn(3, 8)
+    seen = {}
+    G.synthesis.b16.conv0.register_forward_hook(lambda module, args, out: seen.update(out=out.clone(), kept=out))
+    for noise_mode in ("const", "none", "random"):
+        torch.manual_seed(3)
+        want = G(z, None, noise_mode=noise_mode)
+        assert want.requires_grad  # the autograd path
+        with torch.no_grad():
+            torch.manual_seed(3)
+            got = G(z, None, noise_mode=noise_mode)
+        assert got.is_contiguous() and got.dtype == torch.float32
+        torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-5)
+        assert (got - G(z, None, noise_mode="none").detach()).abs().max() > 0 or noise_mode == "none"
+    torch.testing.assert_close(seen["kept"], seen["out"], rtol=0, atol=0)  # conv1 did not scale it in place

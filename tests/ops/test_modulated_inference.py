@@ -1,0 +1,54 @@
+"""`modulated_conv2d_bias_act` (the CPU inference path) against `bias_act(modulated_conv2d(...))`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from medgan_core.ops import bias_act, upfirdn2d
+from medgan_core.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_bias_act
+
+CASES = [  # kernel, up, demodulate, noise, act, clamp, channels_last
+    (3, 1, True, "const", "lrelu", 0.3, True),
+    (3, 2, True, "random", "lrelu", None, True),
+    (3, 2, True, None, "relu", 0.2, False),
+    (1, 1, False, None, "linear", 0.1, True),
+    (1, 1, False, None, "linear", None, False),
+    (3, 1, True, "random", "swish", 0.5, True),  # not positively homogeneous: takes the general path
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_the_composed_ops(case):
+    kernel, up, demodulate, noise_kind, act, clamp, channels_last = case
+    gen = torch.Generator().manual_seed(kernel + up)
+    x = torch.randn(3, 5, 6, 6, generator=gen)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 5, kernel, kernel, generator=gen)
+    styles = torch.randn(3, 5, generator=gen)
+    bias = torch.randn(4, generator=gen)
+    out_res = 6 * up
+    noise = {None: None, "const": torch.randn(out_res, out_res, generator=gen)}.get(noise_kind)
+    if noise_kind == "random":
+        noise = torch.randn(3, 1, out_res, out_res, generator=gen)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    conv = dict(up=up, padding=kernel // 2, resample_filter=f, demodulate=demodulate, flip_weight=up == 1)
+    gain = math.sqrt(2) if act != "linear" else 1.0
+    want = bias_act.bias_act(
+        modulated_conv2d(x, weight, styles, noise=noise, **conv), bias, act=act, gain=gain, clamp=clamp
+    )
+    x_before = x.clone()
+    with torch.no_grad():
+        got = modulated_conv2d_bias_act(x, weight, styles, bias, noise=noise, act=act, gain=gain, clamp=clamp, **conv)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x, x_before, rtol=0, atol=0)  # the input is left alone unless allowed
+    if channels_last and act != "swish":
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # overwrite_input: same result; a 3x3 kernel then scales x in place
+        again = modulated_conv2d_bias_act(
+            x, weight, styles, bias, noise=noise, act=act, gain=gain, clamp=clamp, overwrite_input=True, **conv
+        )
+    torch.testing.assert_close(again, got, rtol=0, atol=0)
