@@ -13,6 +13,7 @@ Karras et al. 2020 (StyleGAN2) with the lazy regularisation of NVIDIA's code: th
 
 NVIDIA's `pl_no_weight_grad` (its custom conv op skips the conv weight gradient while the path-length pass
 differentiates the image w.r.t. ws) has no counterpart here because PyTorch's own convolutions already skip it:
+with G's training configuration (modulation outside the convolution, fused_modconv_default='inference_only'),
 `torch.autograd.grad(..., inputs=[ws])` asks convolution_backward for the input gradient only (checked in
 tests/test_loss.py). The second-order weight gradients of the penalty flow as in NVIDIA's code.
 """

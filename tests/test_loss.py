@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from medgan_core.loss import StyleGAN2Loss
+from medgan_core.networks import Generator
 from medgan_core.training.loop import build_phases
 
 
@@ -189,3 +191,35 @@ def test_mixed_precision_phases_track_the_float32_gradients(float16_device):
         assert torch.isfinite(mixed).all(), phase
         assert F.cosine_similarity(mixed, full, dim=0) > 0.999, phase
         assert not torch.equal(mixed, full), phase  # float16 did run
+
+
+class ConvolutionBackwardLog(TorchDispatchMode):
+    """Records the output mask (input, weight, bias) of every convolution backward run while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default:
+            self.masks.append(tuple(args[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+def test_path_length_pass_computes_no_conv_weight_gradient():
+    """NVIDIA's pl_no_weight_grad, built in: differentiating the images w.r.t. ws asks every convolution of G for
+    its input gradient only (no weight gradient), while the penalty's backward still reaches the conv weights."""
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=1, channel_base=64, channel_max=8,
+                  mapping_kwargs=dict(num_layers=1), num_fp16_res=0,
+                  fused_modconv_default="inference_only")  # fmt: skip
+    G.train().requires_grad_(True)  # training: non-fused modulation, so the conv weights are the parameters
+    loss = StyleGAN2Loss("cpu", G, None, style_mixing_prob=0, pl_weight=2)
+    z = torch.randn([4, 8], generator=torch.Generator().manual_seed(0))
+    gen_img, gen_ws = loss.run_G(z, torch.zeros([4, 0]))
+    with ConvolutionBackwardLog() as log:
+        penalty = loss.path_length_penalty(gen_img, gen_ws)
+    assert len(log.masks) >= 4  # G's modulated convolutions (and toRGB) were differentiated
+    assert all(mask[0] and not mask[1] for mask in log.masks), log.masks
+    penalty.sum().backward()
+    conv_weights = [p for name, p in G.synthesis.named_parameters() if name.endswith("conv1.weight")]
+    assert conv_weights and all(p.grad is not None and p.grad.abs().sum() > 0 for p in conv_weights)

@@ -56,3 +56,30 @@ def test_best_snapshot_is_tracked(tmp_path, monkeypatch, discs16):
     assert sum("kid50k_full unavailable" in m for m in messages) == 1
     assert not (tmp_path / "metric-kid50k_full.jsonl").exists()
     assert best["kimg"] == pytest.approx(0.072)
+
+
+def test_stop_check_once_per_tick_and_one_snapshot_write(tmp_path, monkeypatch, discs16):
+    """The stop request is agreed across ranks once per tick (not every iteration), and a snapshot whose metric
+    improves is written once."""
+    values = iter([5.0, 3.0, 1.0])
+    monkeypatch.setattr(runner, "is_available", lambda m, inception=None: (True, ""))
+    monkeypatch.setattr(
+        runner,
+        "calc_metric",
+        lambda metric, *a, **k: dict(metric=metric, results={metric: next(values)}, total_time=0),
+    )
+    monkeypatch.setattr(loop_module, "_AVAILABLE", {})
+    stop_checks, writes = [], []
+    real_any_rank, real_save = loop_module.distrib.any_rank, loop_module.save_snapshot
+    monkeypatch.setattr(loop_module.distrib, "any_rank", lambda *a: stop_checks.append(1) or real_any_rank(*a))
+    monkeypatch.setattr(
+        loop_module, "save_snapshot", lambda path, **k: writes.append(path.name) or real_save(path, **k)
+    )
+    torch.set_num_threads(1)
+    opts = TrainOptions(outdir=str(tmp_path), data=str(discs16), batch=8, kimg=0.096, tick=0.032, snap=1, cbase=512,
+                        cmax=16, map=1, metrics="fakefid", workers=0, gamma=1, aug="noaug")  # fmt: skip
+    config = build_config(opts, num_channels=1, resolution=16, label_dim=0)
+    result = loop_module.training_loop(**dict(config, run_dir=str(tmp_path), device="cpu"), progress_fn=print)
+    assert result["tick"] == 3 and len(stop_checks) == 3  # 12 iterations in 3 ticks of 4: one check per tick
+    assert writes == sorted(p.name for p in tmp_path.glob("network-snapshot-*.safetensors"))  # each once
+    assert len(writes) == 2 and json.loads((tmp_path / "best.json").read_text())["snapshot"] == writes[-1]
