@@ -105,3 +105,72 @@ def test_medgan_fid_checks_the_whole_set_whatever_the_batch(tmp_path, weights_fi
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert "6_odd.png: 1x8x8" in result.output and "differs from the majority's 1x16x16" in result.output
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    """A run folder as NVIDIA's and our trainer leave it: a snapshot, training_options.json naming the dataset."""
+    from medgan_core.checkpoint import save_checkpoint
+    from medgan_core.networks import Generator
+
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        save_png(rng.integers(0, 256, (16, 16), dtype=np.uint8), tmp_path / "reals" / f"{i}.png")
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs={"num_layers": 2},
+                  channel_base=64, channel_max=16, num_fp16_res=0)  # fmt: skip
+    run = tmp_path / "00000-reals"
+    snapshot = save_checkpoint(run / "network-snapshot-000000.safetensors", {"G_ema": G}, {"kimg": 0})
+    options = {"training_set_kwargs": {"class_name": "training.dataset.ImageFolderDataset",
+                                       "path": str(tmp_path / "reals"), "xflip": False}}  # fmt: skip
+    (run / "training_options.json").write_text(json.dumps(options))
+    return run, snapshot, tmp_path / "reals"
+
+
+def _metrics(*args):
+    return CliRunner().invoke(main, ["metrics", *map(str, args)])
+
+
+def test_metrics_looks_up_the_dataset_and_appends_nvidia_lines(run_folder, weights_file, tmp_path):
+    run, snapshot, reals = run_folder
+    common = ["--metrics", "fid1k_full", "--num-gen", "6", "--inception", weights_file, "--cache-dir", tmp_path / "c"]
+    looked_up = _metrics("--network", snapshot, *common, "--json")
+    assert looked_up.exit_code == 0, looked_up.output
+    line = json.loads(looked_up.stdout.strip().splitlines()[-1])
+    explicit = _metrics("--network", snapshot, "--data", reals, *common, "--json")
+    assert explicit.exit_code == 0, explicit.output
+    assert json.loads(explicit.stdout.strip().splitlines()[-1])["results"] == line["results"]
+    written = [json.loads(text) for text in (run / "metric-fid1k_full.jsonl").read_text().splitlines()]
+    assert len(written) == 2 and written[0]["results"] == line["results"]
+    assert list(written[0])[:7] == ["results", "metric", "total_time", "total_time_str", "num_gpus", "snapshot_pkl",
+                                    "timestamp"]  # fmt: skip
+    assert written[0]["snapshot_pkl"] == "network-snapshot-000000.safetensors" and written[0]["num_gpus"] == 1
+
+
+def test_metrics_on_two_processes_equals_one(run_folder, weights_file, tmp_path):
+    run, snapshot, reals = run_folder
+    common = ["--network", snapshot, "--metrics", "fid1k_full", "--num-gen", "6", "--inception", weights_file,
+              "--json", "--batch", "2"]  # fmt: skip
+    one = _metrics(*common, "--cache-dir", tmp_path / "c1")
+    two = _metrics(*common, "--gpus", "2", "--cache-dir", tmp_path / "c2")
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    one_line, two_line = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (one, two))
+    assert two_line["num_gpus"] == 2
+    assert two_line["results"]["fid1k_full"] == pytest.approx(one_line["results"]["fid1k_full"], rel=1e-6)
+
+
+def test_metrics_errors_are_clear(run_folder, tmp_path, monkeypatch):
+    run, snapshot, reals = run_folder
+    (run / "training_options.json").unlink()
+    monkeypatch.setenv("MEDGAN_INCEPTION", str(snapshot))  # any file passes the weights check; errors come first
+    no_data = _metrics("--network", snapshot, "--metrics", "fid1k_full")
+    assert no_data.exit_code == 2 and "pass --data" in no_data.output
+    unknown = _metrics("--network", snapshot, "--data", reals, "--metrics", "fid1k_full,pr50k,ppl2_wend")
+    assert unknown.exit_code == 2 and "pr50k, ppl2_wend" in unknown.output and "pr50k3_full" in unknown.output
+    no_vgg = _metrics("--network", snapshot, "--data", reals, "--metrics", "pr50k3_full")
+    assert no_vgg.exit_code == 1 and "--vgg16" in no_vgg.output and "MEDGAN_VGG16" in no_vgg.output
+    url = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/brecahad.pkl"
+    offline = _metrics("--network", url, "--data", reals, "--metrics", "fid1k_full")
+    assert offline.exit_code == 1 and url in offline.output and "--network PATH" in offline.output
+    bad_mirror = _metrics("--network", snapshot, "--data", reals, "--mirror", "maybe")
+    assert bad_mirror.exit_code == 2 and "--mirror" in bad_mirror.output
