@@ -39,6 +39,24 @@ def class_labels(c_dim: int, class_idx: int | None, count: int) -> torch.Tensor:
     return labels
 
 
+# Memory for G's largest activation ([N, C, H, W] of the last block) per call, and the most images per call.
+BATCH_BUDGET = {"cpu": (256 * 2**20, 32), "cuda": (2 * 2**30, 64)}
+
+
+def generator_batch_size(G: torch.nn.Module, device: str | torch.device = "cpu") -> int:
+    """Images per G call on `device`: the most (up to 32 on a CPU, 64 on a GPU) whose last-block activation
+    [N, C, res, res] fits 256 MiB (CPU) or 2 GiB (GPU). The CPU inference path costs the same per image from a
+    few images on, so the budget only bounds memory (several such buffers are alive at once)."""
+    budget, most = BATCH_BUDGET["cuda" if torch.device(device).type == "cuda" else "cpu"]
+    res = int(getattr(G, "img_resolution", 0) or 0)
+    if res < 1:  # not a StyleGAN generator: nothing to size by
+        return most
+    modules = G.modules() if isinstance(G, torch.nn.Module) else []
+    last_block = [m for m in modules if getattr(m, "resolution", None) == res and hasattr(m, "out_channels")]
+    channels = max((int(m.out_channels) for m in last_block), default=64)
+    return max(1, min(most, budget // (channels * res * res * 4)))
+
+
 @torch.no_grad()
 def generate_images(
     G: torch.nn.Module,
@@ -48,7 +66,7 @@ def generate_images(
     noise_mode: str = "const",
     class_idx: int | None = None,
     device: str | torch.device = "cpu",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Images for `seeds` as uint8 [N, H, W, C] (C = G.img_channels).
@@ -56,10 +74,13 @@ def generate_images(
     The same seeds give the same images. With noise_mode='random' the noise of each batch is drawn from a
     generator seeded with the batch's first seed, so that too repeats (for the same batch size).
     For an unconditional network class_idx is ignored; for a conditional one it is required.
-    G is moved to `device` (as NVIDIA's scripts do) and called as is (use an eval-mode G_ema).
+    G is moved to `device` (as NVIDIA's scripts do) and called as is (use an eval-mode G_ema), without autograd, so
+    on the CPU it takes the fast inference path. batch_size None: `generator_batch_size(G, device)`.
     """
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+    if batch_size is None:
+        batch_size = generator_batch_size(G, device)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     seeds = [int(seed) for seed in seeds]

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from medgan_core.generate import class_labels, generate_images, image_grid, seed_to_z, to_uint8
+from medgan_core.generate import (
+    class_labels,
+    generate_images,
+    generator_batch_size,
+    image_grid,
+    seed_to_z,
+    to_uint8,
+)
 from medgan_core.networks import Generator
 
 
@@ -95,3 +102,15 @@ def test_image_grid_layout():
     assert image_grid(images, cols=5).shape == (2, 15, 1)
     with pytest.raises(ValueError):
         image_grid(images[:0])
+
+
+def test_batch_size_chosen_for_the_device():
+    """256 MiB (CPU) / 2 GiB (GPU) for the last block's [N, C, res, res] float32 activation, capped at 32 / 64."""
+    with torch.device("meta"):
+        G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=512, img_channels=1, channel_base=16384)
+    assert G.synthesis.b512.conv1.out_channels == 32  # 32 x 512 x 512 x 4 bytes = 32 MiB per image
+    assert generator_batch_size(G, "cpu") == 8 and generator_batch_size(G, "cuda") == 64
+    small = ConstantGenerator([0.0] * 40)  # no synthesis layers: 64 channels assumed, 1x1 pixels
+    assert generator_batch_size(small, "cpu") == 32
+    images = generate_images(small, list(range(40)))  # default batch: two calls of 32 and 8
+    assert images.shape == (40, 1, 1, 1) and [len(z) for z, _, _ in small.calls] == [32, 8]

@@ -42,7 +42,9 @@ NETWORK_CHOICES = ("G_ema", "G")
 )
 @click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional networks).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--batch", "batch_size", type=click.IntRange(min=1), default=None, help="Images per G call [default: by device]."
+)
 @click.option(
     "--net",
     "which",

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medgan_core.data.images import ImageSource
+from medgan_core.generate import generator_batch_size
 from medgan_core.metrics.statistics import FeatureStats
 from medgan_core.utils.images import float_to_uint8
 
@@ -107,11 +108,12 @@ def generated_images(G, indices: range, device, labels: np.ndarray | None = None
                 c[row, label] = 1
             else:
                 c[row] = label
+    step = generator_batch_size(G, device)  # G's own batch size for the device (the detector's may be larger)
     with torch.inference_mode():
         z_t = torch.from_numpy(z).to(device)
         c_t = torch.from_numpy(c).to(device)
-        images = G(z_t, c_t, noise_mode="const")
-        return float_to_uint8(images)
+        parts = [G(z_t[i : i + step], c_t[i : i + step], noise_mode="const") for i in range(0, len(z), step)]
+        return torch.cat([float_to_uint8(images) for images in parts])
 
 
 def compute_generator_stats(

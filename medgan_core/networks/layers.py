@@ -91,9 +91,12 @@ class FullyConnectedLayer(torch.nn.Module):
         _register(self, "bias", bias_tensor, trainable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if cpu_inference(x) and self.bias is not None:  # one call, no scaled copies of weight and bias
-            x = torch.addmm(self.bias, x, self.weight.t(), beta=self.bias_gain, alpha=self.weight_gain)
-            return x if self.activation == "linear" else bias_act.bias_act(x, None, act=self.activation)
+        if cpu_inference(x) and self.bias is not None and self.activation in ("linear", "lrelu"):
+            # Two calls, no scaled copies of weight and bias: lrelu(v) * gain == lrelu(v * gain) for gain > 0.
+            gain = bias_act.activation_funcs[self.activation].def_gain
+            x = torch.addmm(self.bias, x, self.weight.t(), beta=self.bias_gain * gain, alpha=self.weight_gain * gain)
+            alpha = bias_act.activation_funcs["lrelu"].def_alpha
+            return x if self.activation == "linear" else torch.nn.functional.leaky_relu_(x, alpha)
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:

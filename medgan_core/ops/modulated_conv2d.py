@@ -147,10 +147,10 @@ def modulated_conv2d_bias_act(
         raise ValueError(
             f"shapes do not agree: x {tuple(x.shape)}, weight {tuple(weight.shape)}, styles {tuple(styles.shape)}"
         )
-    scale = styles.new_full([batch_size, out_channels], float(gain))  # [N, O]: demodulation times gain
+    scale = None  # [N, O]: demodulation coefficients times gain
     if demodulate:
-        weight_sq = torch.linalg.vector_norm(weight, dim=(2, 3)).square()  # [O, I], without a [O, I, k, k] temporary
-        scale = scale * (styles.square() @ weight_sq.t() + 1e-8).rsqrt()
+        weight_sq = torch.linalg.vector_norm(weight, dim=(2, 3)).square_()  # [O, I], no [O, I, k, k] temporary
+        scale = torch.mm(styles.square(), weight_sq.t()).add_(1e-8).rsqrt_().mul_(gain)
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
     if kh == kw == 1 and up == 1 and padding == 0:
@@ -168,12 +168,14 @@ def modulated_conv2d_bias_act(
     # y = act(scale * y + gain * (noise + bias)) == gain * act(dcoefs * y + noise + bias), then the clamp. The
     # shift is made in y's memory format: a broadcast across formats is several times slower on CPUs.
     shift = bias.reshape(1, -1, 1, 1) * gain  # [1, O, 1, 1]
-    if noise is not None:
-        noise = noise * gain  # [H, W] (constant) or [N, 1, H, W] (per sample)
+    if noise is not None:  # [H, W] (constant) or [N, 1, H, W] (per sample)
         shape = (noise.shape[0] if noise.ndim == 4 else 1, out_channels, *y.shape[2:])
-        out = torch.empty(shape, dtype=y.dtype, memory_format=torch.channels_last if channels_last else None)
-        shift = torch.add(shift, noise, out=out)
-    torch.addcmul(shift, y, scale.reshape(batch_size, -1, 1, 1), out=y)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        shift = torch.add(shift, noise, alpha=gain, out=torch.empty(shape, dtype=y.dtype, memory_format=memory_format))
+    if scale is not None:
+        torch.addcmul(shift, y, scale.reshape(batch_size, -1, 1, 1), out=y)
+    else:
+        y = y.mul_(gain).add_(shift) if gain != 1 else y.add_(shift)
     if act == "lrelu":
         torch.nn.functional.leaky_relu_(y, activation_funcs[act].def_alpha)
     elif act == "relu":

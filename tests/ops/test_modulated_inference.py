@@ -13,7 +13,7 @@ from medgan_core.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_
 CASES = [  # kernel, up, demodulate, noise, act, clamp, channels_last
     (3, 1, True, "const", "lrelu", 0.3, True),
     (3, 2, True, "random", "lrelu", None, True),
-    (3, 2, True, None, "relu", 0.2, False),
+    (3, 2, True, "const", "relu", 0.2, False),
     (1, 1, False, None, "linear", 0.1, True),
     (1, 1, False, None, "linear", None, False),
     (3, 1, True, "random", "swish", 0.5, True),  # not positively homogeneous: takes the general path
