@@ -114,3 +114,30 @@ def test_without_a_checkout_the_error_says_how_to_give_one(tmp_path, monkeypatch
     result = CliRunner().invoke(main, ["export", str(path), str(tmp_path / "out.pkl")])
     assert result.exit_code == 1 and "MEDGAN_NVIDIA_SRC" in result.output
     assert not (tmp_path / "out.pkl").exists()
+
+
+def test_a_trained_snapshot_round_trips_through_nvidia(tmp_path, nvidia_src):
+    """The trainer's own snapshot (a few iterations of `medgan train`) -> export -> NVIDIA's loader."""
+    import numpy as np
+
+    from medgan_core.utils.io import save_png
+
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        save_png(rng.integers(0, 256, (16, 16), dtype=np.uint8), tmp_path / "reals" / f"{i}.png")
+    args = ["train", "--outdir", str(tmp_path / "runs"), "--data", str(tmp_path / "reals"), "--mirror=1",
+            "--batch=8", "--cbase=1024", "--cmax=32", "--map-depth=2", "--kimg=0.016", "--tick=0.008", "--snap=1",
+            "--metrics=none", "--workers=0", "--device=cpu", "--allocator=default"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    snapshot = sorted((tmp_path / "runs").glob("*/network-snapshot-*.safetensors"))[-1]
+    out = export_nvidia_pickle(snapshot, tmp_path / "exported.pkl", nvidia_src=nvidia_src)
+    with open(out, "rb") as f:
+        data = import_nvidia(nvidia_src).legacy.load_network_pkl(f)
+    ours = load_network(snapshot)
+    z, c, img = _inputs(ours["G_ema"], seed=2)
+    with torch.no_grad():
+        assert (data["G_ema"](z, c, noise_mode="const") - ours["G_ema"](z, c, noise_mode="const")).abs().max() <= 1e-5
+        assert (data["D"](img, c) - ours["D"](img, c)).abs().max() <= 1e-5
+    assert data["training_set_kwargs"]["path"] == str(tmp_path / "reals") and data["training_set_kwargs"]["xflip"]
+    assert float(data["augment_pipe"].p) == ours["augment_p"]
