@@ -141,3 +141,6 @@ def test_a_trained_snapshot_round_trips_through_nvidia(tmp_path, nvidia_src):
         assert (data["D"](img, c) - ours["D"](img, c)).abs().max() <= 1e-5
     assert data["training_set_kwargs"]["path"] == str(tmp_path / "reals") and data["training_set_kwargs"]["xflip"]
     assert float(data["augment_pipe"].p) == ours["augment_p"]
+    nvidia = import_nvidia(nvidia_src)  # calc_metrics.py's look-up: NVIDIA's dataset built from the pickle's options
+    dataset = nvidia.dnnlib.util.construct_class_by_name(**data["training_set_kwargs"])
+    assert len(dataset) == 16 and dataset.resolution == 16 and dataset.num_channels == 1  # 8 images, x-flipped
