@@ -1,7 +1,8 @@
 """StyleGAN2-ADA training: dataset, options, distributed helpers, the loop, snapshots and statistics.
 
-Entry points: `medgan train ...` (medgan_core.cli.train) and `torchrun ... -m medgan_core.train ...`, both built
-on `medgan_core.training.options.training_options` and `medgan_core.training.launch.launch`.
+Entry point: `medgan_core.train.train(**options)`, behind `medgan train`, `python -m medgan_core.train` and
+`torchrun ... -m medgan_core.train`: options.py (TrainOptions -> training_loop's keyword arguments), launch.py
+(run folder, ranks), loop.py (`training_loop(**kwargs)`).
 """
 
 from medgan_core.training.dataset import DatasetError, ImageFolderDataset, InfiniteSampler

@@ -90,39 +90,25 @@ def training_loop(
     log = progress_fn if is_main else _silent
     run_path = Path(run_dir)
     seed = random_seed * num_gpus + rank  # each rank its own stream, reproducible from the seed
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    torch.backends.cuda.matmul.allow_tf32 = False  # as NVIDIA: fp32 means fp32 (mixed precision is explicit)
-    torch.backends.cudnn.allow_tf32 = False
+    _seed_and_backends(seed, cudnn_benchmark)
 
-    if training_set is None:
-        training_set = ImageFolderDataset(**_constructor_kwargs(training_set_kwargs))
-    log(
-        f"Dataset {training_set.path}: {len(training_set)} images (x-flips included), {training_set.num_channels} "
-        f"channel(s), {training_set.resolution}x{training_set.resolution}, labels {training_set.label_dim}"
-    )
+    training_set = _open_training_set(training_set, training_set_kwargs, log)
     G, D, G_ema = build_networks(G_kwargs, D_kwargs, device)
-    augment_pipe, ada = build_augment(
-        augment_kwargs, augment_p, ada_target, ada_interval, ada_kimg, batch_size, device
+    augment_pipe, ada = build_augment(augment_kwargs, augment_p, ada_target, ada_interval, ada_kimg, batch_size,
+                                      device)  # fmt: skip
+    report_path = run_path / "transfer_report.txt" if is_main else None  # what a transfer copied
+    state = (
+        None if resume_pkl is None else resume_from(resume_pkl, G, D, G_ema, augment_pipe, device, log, report_path)
     )
-    state = None
-    if resume_pkl is not None:
-        report_path = run_path / "transfer_report.txt" if is_main else None
-        state = resume_from(resume_pkl, G, D, G_ema, augment_pipe, device, log, report_path)
-        if state is None and augment_pipe is not None:  # transfer learning: p starts at 0 as a fresh run
-            augment_pipe.p.zero_()
-    for module in (G, D, G_ema, augment_pipe):
+    for module in (G, D, G_ema, augment_pipe):  # every rank starts from rank 0's weights
         distrib.broadcast_module(module)
 
     stats = StatsCollector(device)
-    loss = StyleGAN2Loss(
-        device, G, D, augment_pipe=augment_pipe, stats=stats, ada=ada, **_constructor_kwargs(loss_kwargs)
-    )
+    loss = StyleGAN2Loss(device, G, D, augment_pipe=augment_pipe, stats=stats, ada=ada,
+                         **_constructor_kwargs(loss_kwargs))  # fmt: skip
     phases, optimizers = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
-    cur_nimg, cur_tick, batch_idx = 0, 0, 0
-    if state is not None:
-        cur_nimg, cur_tick, batch_idx = restore_state(state, optimizers, loss, ada, rank, seed)
+    cur_nimg, cur_tick, batch_idx = (0, 0, 0) if state is None else restore_state(state, optimizers, loss, ada,
+                                                                                   rank, seed)  # fmt: skip
     # a resumed run draws a fresh (still seeded) image order
     data_iter = _data_iterator(training_set, rank, num_gpus, random_seed + cur_nimg, batch_size // num_gpus,
                                data_loader_kwargs, device)  # fmt: skip
@@ -130,13 +116,12 @@ def training_loop(
 
     # TensorBoard hides the events a killed attempt wrote after the snapshot this run continues from
     logger = RunLogger(run_path, purge_step=cur_nimg + 1 if state is not None else None) if is_main else None
-    stop = StopRequest()
-    stop.install()
+    stop = StopRequest().install()
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     maintenance_time = tick_start_time - start_time
     stopped_by = None
     log(f"Training for {total_kimg} kimg from kimg {cur_nimg / 1000:.1f}...")
-    try:
+    try:  # ---- the loop: one iteration per pass, a tick every kimg_per_tick ----
         while True:
             _train_iteration(phases, loss, data_iter, training_set, G.z_dim, batch_size // num_gpus, batch_gpu,
                              device, batch_idx, cur_nimg, num_gpus)  # fmt: skip
@@ -163,14 +148,9 @@ def training_loop(
                 _save_fakes(G_ema, grid_z, grid_c, run_path / f"fakes{cur_nimg // 1000:06d}.png")
             if done or (cur_tick > 0 and cur_tick % network_snapshot_ticks == 0):
                 snap_name = snapshot_name(cur_nimg, fractional=kimg_per_tick < 1)
-                if is_main:
-                    train_state = dict(
-                        cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx,
-                        augment_p=float(augment_pipe.p) if augment_pipe is not None else 0.0,
-                        pl_mean=float(loss.pl_mean), ada=ada.state_dict() if ada is not None else None,
-                    )  # fmt: skip
-                    save_snapshot(run_path / snap_name, G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
-                                  optimizers=optimizers, state=train_state, options=recorded)  # fmt: skip
+                if is_main:  # written once: the metrics below read G_ema, not the file
+                    _write_snapshot(run_path / snap_name, G, D, G_ema, augment_pipe, ada, loss, optimizers, recorded,
+                                    cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx)  # fmt: skip
                 distrib.barrier()
                 _evaluate_metrics(metrics, G_ema, training_set, rank, num_gpus, device, run_path, snap_name,
                                   cur_nimg, logger, log)  # fmt: skip
@@ -231,12 +211,13 @@ class StopRequest:
         self.signum: int | None = None
         self._previous = {}
 
-    def install(self) -> None:
+    def install(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
             except ValueError:  # not the main thread (e.g. a test runner's worker)
                 pass
+        return self
 
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
@@ -349,6 +330,33 @@ def _silent(*_args, **_kwargs) -> None:
     pass
 
 
+def _open_training_set(training_set, training_set_kwargs: dict, log):
+    """The dataset the launcher opened, or a new one from training_set_kwargs (a spawned or torchrun rank)."""
+    if training_set is None:
+        training_set = ImageFolderDataset(**_constructor_kwargs(training_set_kwargs))
+    log(
+        f"Dataset {training_set.path}: {len(training_set)} images (x-flips included), {training_set.num_channels} "
+        f"channel(s), {training_set.resolution}x{training_set.resolution}, labels {training_set.label_dim}"
+    )
+    return training_set
+
+
+def _seed_and_backends(seed: int, cudnn_benchmark: bool) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = False  # as NVIDIA: fp32 means fp32 (mixed precision is explicit)
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _write_snapshot(path: Path, G, D, G_ema, augment_pipe, ada, loss, optimizers, recorded: dict, **progress) -> None:
+    """Everything a continuation needs: networks, optimisers, RNG (snapshot.py) and the loop's counters."""
+    state = dict(progress, augment_p=float(augment_pipe.p) if augment_pipe is not None else 0.0,
+                 pl_mean=float(loss.pl_mean), ada=ada.state_dict() if ada is not None else None)  # fmt: skip
+    save_snapshot(path, G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, optimizers=optimizers, state=state,
+                  options=recorded)  # fmt: skip
+
+
 # ---- resume --------------------------------------------------------------------------------------------------------
 def resume_from(
     path: str, G, D, G_ema, augment_pipe, device: torch.device, log, report_path: Path | None = None
@@ -379,6 +387,8 @@ def resume_from(
             else f"{name}: {transfer_weights(src, module)}"
         )
     log("\n".join(lines))
+    if augment_pipe is not None:  # transfer learning: p starts at 0 as a fresh run
+        augment_pipe.p.zero_()
     if report_path is not None:
         with atomic_write(report_path, "wt") as f:
             f.write("\n".join(lines) + "\n")
