@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv and install medgan-core into it.
 #
-#   bash scripts/setup.sh            # the library, the demo data and the book tool chain
+#   bash scripts/setup.sh            # the library, the demo data, the book tool chain and FRD (pyradiomics)
 #   bash scripts/setup.sh --tests    # the same plus the test tool chain (pytest, nbval, pytorch-fid, Chromium)
 #
 # torch is installed first and pinned here (the library itself only asks for a range). torch 2.14.1 with
@@ -22,7 +22,7 @@ PYTHON="${PYTHON:-python3}"
 VENV="${MEDGAN_VENV:-.venv}"
 TORCH_SPEC="${MEDGAN_TORCH:-torch==2.14.1 torchvision==0.29.1}"
 STAMP="$VENV/.medgan-setup"
-WANT="torch=[$TORCH_SPEC] tests=$WITH_TESTS pyproject=$(sha256sum pyproject.toml | cut -c1-16)"
+WANT="torch=[$TORCH_SPEC] frd=1 tests=$WITH_TESTS pyproject=$(sha256sum pyproject.toml | cut -c1-16)"
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating virtual environment $VENV"
@@ -40,14 +40,15 @@ else
     if [ "$WITH_TESTS" = 1 ]; then
         echo "[setup] installing medgan-core[test] (editable)"
         "${PIP[@]}" install -e ".[test]"
-        # The optional FRD extra, so its tests run: pyradiomics' sdist builds only without build isolation.
-        echo "[setup] installing the FRD extra (pyradiomics 3.0.1, frd-score)"
-        "${PIP[@]}" install --no-build-isolation pyradiomics==3.0.1
-        "${PIP[@]}" install "frd-score>=1.0"
     else
         echo "[setup] installing medgan-core[book] (editable)"
         "${PIP[@]}" install -e ".[book]"
     fi
+    # The FRD extra: the book's offline metric (chapters 2, 3 and 5) and its tests. pyradiomics' sdist builds
+    # only without build isolation (its setup imports numpy, which the step above installed).
+    echo "[setup] installing the FRD extra (pyradiomics 3.0.1, frd-score)"
+    "${PIP[@]}" install --no-build-isolation pyradiomics==3.0.1
+    "${PIP[@]}" install "frd-score>=1.0"
     echo "$WANT" > "$STAMP"
 fi
 

@@ -15,6 +15,7 @@ working files under `<book root>/_build/smoke-work`: what CI uses.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -44,16 +45,23 @@ def smoke_parameters(work: str | os.PathLike) -> dict[str, dict]:
     return {
         "01_data": dict(out=slices, work=str(w), n_samples=4),
         "02_training": dict(
-            data=slices, run_dir=str(w / "runs" / "training"), work=str(w / "training"), n_eval=16, **train_small
+            run_training=True,
+            data=slices,
+            run_dir=str(w / "runs" / "training"),
+            work=str(w / "training"),
+            n_eval=16,
+            metrics="none",
+            **train_small,
         ),
         "03_ablation": dict(
+            run_training=True,
             data=slices,
             runs_root=str(w / "runs" / "ablation"),
             work=str(w / "ablation"),
             seeds=[0],
             source_data=str(w / "liver-ct-phantom"),
             source_kimg=0.016,
-            n_eval=16,
+            metrics="none",
             **{k: v for k, v in train_small.items()},
         ),
         "04_public_datasets": dict(
@@ -67,7 +75,7 @@ def smoke_parameters(work: str | os.PathLike) -> dict[str, dict]:
             n_generated=4,
         ),
         "06_clinician_turing_test": dict(
-            runs_root=str(w / "runs" / "ablation"),
+            generator=str(w / "runs" / "training"),
             real_dir=slices,
             out=str(w / "turing-clinician"),
             n_real=6,
@@ -129,11 +137,36 @@ def install_mathjax(book_root: Path) -> Path:
     return target
 
 
+class _KnownParameters(logging.Filter):
+    """Drops papermill's 'Passed unknown parameter' warning: its inspector reads only one `name = value` per line,
+    while the chapters also assign several names on one line (their names are checked by `check_parameters`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+def check_parameters(notebook: Path, parameters: dict) -> None:
+    """Raise ValueError naming any parameter the notebook's '# Parameters' cell does not define."""
+    import nbformat
+
+    from medgan_core.book.display import parameter_names
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    known = parameter_names(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"{notebook.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
 def execute_chapter(name: str, book_root: Path, parameters: dict, cwd: Path) -> None:
     """Run notebooks/<name>.ipynb with papermill into <book_root>/book/_generated/<name>.ipynb."""
     import papermill
 
     source = REPO_ROOT / "notebooks" / f"{name}.ipynb"
+    check_parameters(source, parameters)
+    papermill_log = logging.getLogger("papermill")
+    if not any(isinstance(f, _KnownParameters) for f in papermill_log.filters):
+        papermill_log.addFilter(_KnownParameters())
     target = book_root / GENERATED / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{name}.partial.ipynb")

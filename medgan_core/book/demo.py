@@ -7,8 +7,6 @@ narrow networks. Nothing here changes what the library computes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -79,59 +77,35 @@ def fid_available(metric: str = "fid50k_full", inception=None) -> tuple[bool, st
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def train(run_dir, data, quiet: bool = True, **options) -> Path:
-    """Train one run into exactly `run_dir` (skipped when it finished before); options as `medgan train`'s.
+def train(run_dir, data, **options) -> Path:
+    """Train one run into exactly `run_dir` with the `medgan train` command (skipped when it finished before).
 
-    One process (gpus=1) runs in this Python process; gpus > 1 runs `python -m medgan_core.train` (which spawns
-    one rank per GPU). The log is kept in run_dir/log.txt.
+    `options` are the command's options with underscores (`map=2`, `fp32=True`, `resume=None` leaves it out). The
+    command runs in a child process (the same interpreter); the trainer keeps what it printed in run_dir/log.txt.
     """
+    import shutil
     import subprocess
     import sys
-
-    from medgan_core.training.launch import launch
-    from medgan_core.training.options import TrainOptions
 
     run_dir = Path(run_dir)
     if (run_dir / "done.txt").is_file():
         return run_dir
     if run_dir.is_dir():  # an interrupted earlier attempt: its stats.jsonl would be appended to, so start afresh
-        import shutil
-
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if int(options.get("gpus", 1)) > 1:
-        args = [
-            sys.executable,
-            "-m",
-            "medgan_core.train",
-            "--outdir",
-            str(run_dir.parent),
-            "--data",
-            str(data),
-            "--run-dir",
-            str(run_dir),
-        ]
-        for name, value in options.items():
-            flag = "--" + name.replace("_", "-")
-            if isinstance(value, bool):
-                args += [flag] if value else []
-            elif value is not None:
-                args += [flag, str(value)]
-        result = subprocess.run(args, capture_output=True, text=True)
-        (run_dir / "log.txt").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"training failed (exit {result.returncode}); see {run_dir / 'log.txt'}:\n"
-                + (result.stderr or result.stdout)[-2000:]
-            )
-    else:
-        opts = TrainOptions(
-            outdir=str(run_dir.parent), data=str(data), run_dir=str(run_dir), allocator="default", **options
-        )
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log) if quiet else contextlib.nullcontext():
-            launch(opts)
-        (run_dir / "log.txt").write_text(log.getvalue())
+    # `python -m medgan_core.train` is `medgan train`, and can restart itself with the tuned CPU allocator
+    args = [sys.executable, "-m", "medgan_core.train", "--outdir", str(run_dir.parent), "--data", str(data),
+            "--run-dir", str(run_dir)]  # fmt: skip
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif value is not None:
+            args += [flag, str(value)]
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout)[-2000:]
+        raise RuntimeError(f"medgan train failed (exit {result.returncode}):\n{output}")
     (run_dir / "done.txt").write_text("finished\n")
     return run_dir
 

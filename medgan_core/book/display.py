@@ -6,6 +6,7 @@ they look the same in Jupyter, in nbval's output and in the built book (the book
 
 from __future__ import annotations
 
+import ast
 import html
 
 import pandas as pd
@@ -54,11 +55,48 @@ def paper_label(frame: pd.DataFrame, caption: str) -> pd.io.formats.style.Styler
     return frame.style.set_caption(f"The paper's numbers (Woodland et al. 2022): {caption}")
 
 
-def show_parameters(values: dict) -> pd.DataFrame:
-    """Print the parameters in effect (one line each, so a papermill override is visible in the output)."""
-    for name, value in values.items():
-        print(f"parameter {name} = {value!r}")
-    return pd.DataFrame({"value": [repr(v) for v in values.values()]}, index=list(values))
+PARAMETERS_HEADER = "# parameters"  # first line of the notebook's parameters cell and of papermill's injected cell
+
+
+def parameter_names(sources) -> list[str]:
+    """Names assigned at top level in the code cells whose first line starts with '# Parameters', in order."""
+    names: list[str] = []
+    for source in sources:
+        if not str(source).lstrip().lower().startswith(PARAMETERS_HEADER):
+            continue
+        for node in ast.parse(source).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            flat = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]  # a, b = 1, 2
+            names += [t.id for t in flat if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+class Parameters(dict):
+    """The parameters in effect (name -> value), shown as a two-column table in HTML and as `name = repr` lines."""
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td><code>{html.escape(repr(v))}</code></td></tr>"
+            for k, v in self.items()
+        )
+        return f"<table><thead><tr><th>parameter</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{k} = {v!r}" for k, v in self.items())
+
+
+def show_parameters(namespace: dict) -> Parameters:
+    """The notebook's parameters with the values in effect (papermill's overrides included), without retyping
+    their names: the names come from the executed cells that start with '# Parameters' (IPython's `In`).
+
+    Call it as `show_parameters(globals())` in the cell after the parameters cell; it returns the table (a dict).
+    """
+    names = parameter_names(namespace.get("In", []))
+    if not names:
+        raise RuntimeError(
+            "no executed cell starts with '# Parameters': start the notebook's parameters cell with that comment"
+        )
+    return Parameters((name, namespace[name]) for name in names)
 
 
 def show_figure(fig=None, dpi: int = 100) -> None:

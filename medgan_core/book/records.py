@@ -100,6 +100,28 @@ def write_readme(record: str | Path, command: str, commit: str, threads: int, se
     return path
 
 
+def record_note(path: str | Path, show: bool = True) -> str:
+    """A note box saying how the record holding `path` (a record or one of its runs) was made: command, commit,
+    machine, threads, wall time (from its README.md / record.json)."""
+    from medgan_core.book.display import admonition
+
+    path = Path(path)
+    record = next((p for p in (path, *path.parents) if (p / "record.json").is_file()), None)
+    if record is None:
+        return admonition("Not a recorded run", f"{path} was trained in this session.", kind="note", show=show)
+    info = json.loads((record / "record.json").read_text())
+    readme = (record / "README.md").read_text()
+    machine_line = next(
+        (line[len("- machine: ") :] for line in readme.splitlines() if line.startswith("- machine:")), ""
+    )
+    body = (
+        f"This chapter reads the recorded run `{record.name}` (no training happens while the book builds). It was "
+        f"made with `{info['command']}` at commit `{info['commit'][:12]}` on {machine_line}, "
+        f"{info['threads']} thread(s), in {info['seconds'] / 60:.0f} min. Set `run_training=True` to train anew."
+    )
+    return admonition("A recorded run", body, kind="note", show=show)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medgan_core.book.records")
     sub = parser.add_subparsers(dest="what", required=True)

@@ -1,7 +1,8 @@
 """Reading the run directories the trainer writes (`medgan train`): statistics, metrics, snapshots, grids.
 
 A run directory holds (see medgan_core.training.loop):
-- training_options.json: {"options": the command-line options, "config": the training configuration};
+- training_options.json: the training loop's keyword arguments in NVIDIA's layout (G_kwargs, loss_kwargs,
+  training_set_kwargs, ...), the command line as given under "cli_options";
 - stats.jsonl: one JSON object per tick, each entry {"num", "mean", "std"} (NVIDIA's layout) plus "timestamp";
 - metric-<name>.jsonl: one JSON object per evaluation ({"results": {name: value}, "snapshot_pkl", ...});
 - best.json: the best value of the first metric and its snapshot (only when a metric ran);
@@ -43,10 +44,10 @@ class RunDirectory:
         return self.path.name
 
     def options(self) -> dict:
-        return json.loads((self.path / "training_options.json").read_text())["options"]
+        return json.loads((self.path / "training_options.json").read_text())["cli_options"]
 
     def config(self) -> dict:
-        return json.loads((self.path / "training_options.json").read_text())["config"]
+        return json.loads((self.path / "training_options.json").read_text())
 
     def stats(self) -> pd.DataFrame:
         """One row per tick: columns '<name>' (mean) and '<name>/std' for every statistic; index kimg."""
@@ -107,6 +108,17 @@ class RunDirectory:
             raise FileNotFoundError(f"{self.path}: no network snapshot yet; train longer or check the run's log")
         return snapshots[-1]
 
+    def generator_file(self) -> Path:
+        """The run's final generator: G_ema.safetensors in a recorded run (book/records), else the latest snapshot."""
+        recorded = self.path / "G_ema.safetensors"
+        return recorded if recorded.is_file() else self.latest_snapshot()
+
+    def final_metric(self, metric: str) -> float:
+        """The last value of `metric` this run recorded (NaN when it has none)."""
+        table = self.metrics()
+        values = table.loc[table["metric"] == metric, "value"]
+        return float(values.iloc[-1]) if len(values) else float("nan")
+
     def best_snapshot(self) -> Path:
         """The snapshot at the best metric value, or the latest snapshot when no metric ran."""
         best = self.best()
@@ -129,10 +141,11 @@ class RunDirectory:
             return np.asarray(image)
 
 
-def find_runs(root, pattern: str = "*") -> list[RunDirectory]:
-    """Run directories directly below `root` whose names match `pattern` and that hold a snapshot, sorted by name."""
+def find_runs(root, pattern: str = "*", with_snapshot: bool = True) -> list[RunDirectory]:
+    """Run directories directly below `root` whose names match `pattern`, sorted by name; with `with_snapshot`
+    only those holding a snapshot (recorded runs keep none: pass False to read their statistics)."""
     root = Path(root)
     if not root.is_dir():
         return []
     runs = [RunDirectory(p) for p in sorted(root.glob(pattern)) if (p / "training_options.json").is_file()]
-    return [run for run in runs if run.snapshots()]
+    return [run for run in runs if run.snapshots() or not with_snapshot]

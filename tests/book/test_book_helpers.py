@@ -62,7 +62,7 @@ def test_experiments_set_the_paper_switches():
 def test_run_directory_reads_what_the_trainer_writes(tmp_path):
     run = tmp_path / "exp1-seed0"
     run.mkdir()
-    (run / "training_options.json").write_text(json.dumps({"options": {"seed": 0}, "config": {"batch_size": 8}}))
+    (run / "training_options.json").write_text(json.dumps({"batch_size": 8, "cli_options": {"seed": 0}}))
     logger = RunLogger(run, tensorboard=False)
     for tick, (g_loss, g_std) in enumerate([(1.5, 0.2), (1.1, 0.1)]):
         stats = {"Loss/G/loss": dict(num=4, mean=g_loss, std=g_std), "Progress/kimg": scalar_entry(0.1 * (tick + 1))}

@@ -1,0 +1,190 @@
+"""Chapter 2 (training): the run the chapter shows (a recorded run, or one trained anew), and its figures.
+
+`chapter_run(params)` reads the record (book/records/training/...) unless `run_training` is set, in which case it
+trains with the chapter's parameters through `medgan_core.book.demo.train` (the trainer's own `launch`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from medgan_core.book.runs import RunDirectory
+
+# chapter parameter -> `medgan train` option (the rest of the training parameters keep their names)
+TRAIN_OPTION_NAMES = dict(map_layers="map")
+TRAIN_PARAMETERS = ("gpus", "batch", "gamma", "kimg", "tick", "snap", "seed", "mirror", "aug", "target", "resume",
+                    "cbase", "cmax", "map_layers", "beta1", "fp32")  # fmt: skip
+OFFLINE_METRIC = "frd256"
+
+
+def training_metrics(metrics: str, inception=None) -> str:
+    """'auto' -> the metrics that can run here: FRD when its extra is installed, FID/KID when Inception is given."""
+    if metrics != "auto":
+        return metrics
+    from medgan_core.book.demo import fid_available
+    from medgan_core.evaluation.frd import frd_available
+
+    if inception:
+        os.environ["MEDGAN_INCEPTION"] = str(inception)
+    chosen = [OFFLINE_METRIC] if frd_available()[0] else []
+    chosen += ["fid1k_full", "kid1k_full"] if fid_available("fid1k_full", inception)[0] else []
+    return ",".join(chosen) or "none"
+
+
+def training_set_of(params: dict) -> Path:
+    """The chapter's training zip: `data` itself when it is a zip, else its slices packaged at `resolution`."""
+    from medgan_core.book.demo import training_set
+
+    data = str(params["data"])
+    if not data.endswith(".zip") and not Path(data).is_dir() and Path(data).name == "mni-brain":
+        from medgan_core.book.demo import prepare_slices
+
+        prepare_slices("mni-brain", data)  # the data chapter writes it; made here when this chapter runs alone
+    return Path(data) if data.endswith(".zip") else training_set(data, params["work"], int(params["resolution"]))
+
+
+def chapter_run(params: dict) -> RunDirectory:
+    """The recorded run at `record`, or (with `run_training`) a run trained into `run_dir` with the parameters."""
+    if not params.get("run_training"):
+        record = Path(params["record"])
+        if not (record / "training_options.json").is_file():
+            raise FileNotFoundError(
+                f"{record}: no recorded run; make it with `bash book/records/make_records.sh training` "
+                "or run the chapter with `-p run_training True`"
+            )
+        return RunDirectory.open(record)
+    from medgan_core.book.demo import train
+
+    options = {TRAIN_OPTION_NAMES.get(k, k): params[k] for k in TRAIN_PARAMETERS if k in params}
+    options.update(mirror=bool(options.get("mirror")), fp32=bool(options.get("fp32")), workers=0)
+    options["metrics"] = training_metrics(params.get("metrics", "auto"), params.get("inception"))
+    return RunDirectory.open(train(params["run_dir"], training_set_of(params), **options))
+
+
+def run_summary(run: RunDirectory) -> pd.DataFrame:
+    """One-row table: images, resolution, network width, kimg trained, wall time, speed, final augment p."""
+    options, stats = run.options(), run.stats()
+    config = run.config()
+    g_kwargs = config.get("G_kwargs", {})
+    last = stats.iloc[-1] if len(stats) else pd.Series(dtype=float)
+    return pd.DataFrame(
+        [
+            {
+                "resolution": g_kwargs.get("img_resolution"),
+                "channel base / max": f"{options.get('cbase')} / {options.get('cmax')}",
+                "batch": options.get("batch"),
+                "kimg trained": round(float(stats.index[-1]), 1) if len(stats) else 0.0,
+                "wall time (min)": round(float(last.get("Timing/total_sec", np.nan)) / 60, 1),
+                "sec/kimg (last tick)": round(float(last.get("Timing/sec_per_kimg", np.nan)), 1),
+                "augment p (end)": round(float(last.get("Progress/augment", 0.0)), 3),
+                "metrics": options.get("metrics"),
+            }
+        ],
+        index=[run.name],
+    )
+
+
+def loss_figure(run: RunDirectory, target: float = 0.6):
+    """Losses (mean +- SD over each tick) and ADA's p and r_t over training."""
+    stats = run.stats()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, label, color in [("Loss/G/loss", "generator", "tab:blue"), ("Loss/D/loss", "discriminator", "tab:red")]:
+        if name in stats:
+            mean, sd = stats[name], stats[f"{name}/std"]
+            axes[0].plot(stats.index, mean, color=color, label=label)
+            axes[0].fill_between(stats.index, mean - sd, mean + sd, color=color, alpha=0.2)
+    axes[0].set(xlabel="kimg", ylabel="loss (mean +- SD over the tick)", title="Losses")
+    axes[0].legend()
+    axes[1].plot(stats.index, stats.get("Progress/augment", pd.Series(0.0, index=stats.index)), label="augment p")
+    if "Progress/ada_rt" in stats:
+        axes[1].plot(stats.index, stats["Progress/ada_rt"], label="r_t (sign of D's real logits)")
+        axes[1].axhline(target, color="gray", linestyle="--", label=f"target {target}")
+    axes[1].set(xlabel="kimg", title="ADA")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def grids_figure(run: RunDirectory):
+    """Real images, the generator before training and at the end, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    for ax, which, title in zip(axes, ("reals", "init", "latest"), ("real", "before training", "end of training")):
+        ax.imshow(run.grid(which).squeeze(), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    return fig
+
+
+def progress_figure(run: RunDirectory, columns: int = 4):
+    """The top-left `columns` x `columns` images of every snapshot's grid: how the samples change with kimg."""
+    from PIL import Image
+
+    grids = sorted(run.path.glob("fakes[0-9]*.png"))
+    if not grids:
+        return None
+    side = run.config().get("G_kwargs", {}).get("img_resolution") or 64
+    fig, axes = plt.subplots(1, len(grids), figsize=(1.6 * len(grids), 2.0), squeeze=False)
+    for ax, path in zip(axes[0], grids):
+        with Image.open(path) as image:
+            ax.imshow(np.asarray(image)[: columns * side, : columns * side].squeeze(), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{int(path.stem[5:]) / 1000:g} kimg", fontsize=8)
+        ax.axis("off")
+    return fig
+
+
+def metric_figure(run: RunDirectory):
+    """Every metric the run recorded over kimg (one panel each), or None when no metric ran."""
+    table = run.metrics()
+    if table.empty:
+        return None
+    names = list(dict.fromkeys(table["metric"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = table[table["metric"] == name].sort_values("kimg")
+        ax.plot(rows["kimg"], rows["value"], marker="o")
+        label = "FRD (frd-score v1, log d_F^2; not FID)" if name.startswith("frd") else name
+        ax.set(xlabel="kimg", ylabel=label, title=f"{name} at each snapshot")
+    return fig
+
+
+def metric_table(run: RunDirectory) -> pd.DataFrame:
+    """Metric values per snapshot, one column per metric, index kimg."""
+    table = run.metrics()
+    if table.empty:
+        return table
+    return table.pivot_table(index="kimg", columns="metric", values="value").round(3)
+
+
+def memorisation_report(run: RunDirectory, reals: np.ndarray, n_eval: int, seed: int = 0):
+    """Copies and diversity of `n_eval` images of the run's final generator against the training images.
+
+    Returns (summary table, distance histogram figure, closest-pairs figure, MS-SSIM table).
+    """
+    from medgan_core.checkpoint import load_network
+    from medgan_core.evaluation import diversity_report, find_memorized
+    from medgan_core.evaluation.memorization import closest_pairs_grid, plot_distances
+    from medgan_core.generate import generate_images
+
+    generated = generate_images(load_network(run.generator_file())["G_ema"], range(n_eval))
+    with warnings.catch_warnings():  # the chapter explains the leave-one-out calibration this warns about
+        warnings.filterwarnings("ignore", message="no held-out images given")
+        memo = find_memorized(generated, reals, fpr=0.01, size=reals.shape[1])
+    summary = pd.DataFrame({"value": pd.Series(memo.summary())}).map(
+        lambda v: round(v, 4) if isinstance(v, float) else v
+    )
+    pairs = closest_pairs_grid(memo, generated, reals, num_pairs=6)
+    pairs_fig, ax = plt.subplots(figsize=(3, 6))
+    ax.imshow(pairs.squeeze(), cmap="gray", vmin=0, vmax=255)
+    ax.set_title("closest pairs: generated | nearest training", fontsize=9)
+    ax.axis("off")
+    div = diversity_report(generated, reals, num_pairs=200, seed=seed)
+    diversity = pd.DataFrame(
+        {"mean MS-SSIM": [div.generated_mean, div.real_mean], "SD": [div.generated_std, div.real_std]},
+        index=["generated (this run)", "real (training set)"],
+    ).round(3)
+    return summary, plot_distances(memo), pairs_fig, diversity
