@@ -144,14 +144,42 @@ class RunJob(submitit.helpers.Checkpointable):
                         + log_tail(run_dir))  # fmt: skip
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
-        """Preempted or at the time limit: stop the ranks with a last snapshot, then be requeued as a fresh job."""
+        """Preempted or at the time limit: stop the ranks with a last snapshot, then be requeued as a fresh job.
+
+        Runs inside submitit's signal handler, i.e. while `__call__` sits in the child's wait(): the child must not
+        be reaped here (that wait holds the lock), so its end is watched with waitid(WNOWAIT)."""
         process = self._process
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=self.stop_grace_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            _write_state(Path(self.run.run_dir), state="preempted", returncode=process.returncode, ended=time.time())
+        if process is not None and process.returncode is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            returncode = _wait_exit(process.pid, self.stop_grace_s)
+            if returncode is _STILL_RUNNING:
+                _signal_group(process.pid, signal.SIGKILL)
+                returncode = _wait_exit(process.pid, 60)
+            _write_state(Path(self.run.run_dir), state="preempted", returncode=returncode, ended=time.time())
         return submitit.helpers.DelayedSubmission(RunJob(self.run, self.nodes, self.gpus_per_node, self.stop_grace_s))
+
+
+_STILL_RUNNING = "still running"
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:  # the group has ended already
+        pass
+
+
+def _wait_exit(pid: int, timeout: float):
+    """The exit code (negative: the signal) of child `pid` once it ends, without reaping it; _STILL_RUNNING after
+    `timeout` seconds; None when it was reaped already."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if info is not None and info.si_pid == pid:
+            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        if time.time() > deadline:
+            return _STILL_RUNNING
+        time.sleep(0.1)
