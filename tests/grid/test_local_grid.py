@@ -52,6 +52,8 @@ def test_local_grid_retries_a_killed_run_from_its_snapshot(tmp_path, discs16_sma
             os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode == 0, output
     assert re.search(r"base-seed0: attempt 1 failed \(run base-seed0 stopped \(killed by SIGKILL\)", output), output
+    tail = re.search(r"base-seed0: attempt 1 failed .*Log tail:\n((?:    .*\n)+)", output)
+    assert tail and re.search(r"^    tick 1 ", tail.group(1), re.M), output  # the failure comes with its log tail
     assert "base-seed0: attempt 2 submitted" in output and "4 finished" in output
     for other in ("base-seed1", "flips-seed0", "flips-seed1"):
         assert f"{other}: attempt 2" not in output
