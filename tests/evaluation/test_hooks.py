@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from medgan_core.metrics.runner import calc_metric, is_available
@@ -35,3 +36,32 @@ def test_hooks_skip_work_on_other_ranks(tmp_path):
     missing = tmp_path / "not-read"  # ranks other than 0 must not even read the data
     assert all(math.isnan(v) for v in mem1k(None, missing, rank=1, world_size=2).values())
     assert all(math.isnan(v) for v in msssim1k(None, missing, rank=1, world_size=2).values())
+
+
+def test_frd256_hook_equals_frd_score_on_the_same_images(tmp_path, mni_slices):
+    """The trainer's FRD metric against frd-score called directly on the generator's images and the real set."""
+    from frd_score import compute_frd as frd_score_compute
+
+    from medgan_core.evaluation.hooks import frd256
+    from medgan_core.generate import generate_images
+    from medgan_core.networks import Generator
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, image in enumerate(mni_slices[10:40]):
+        save_png(image[..., 0], data / f"{i:03d}.png")
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=1, mapping_kwargs={"num_layers": 2},
+                  channel_base=256, channel_max=16, num_fp16_res=0).eval()  # fmt: skip
+    ok, reason = is_available("frd256")
+    assert ok, reason
+    result = calc_metric("frd256", G, str(data), "cpu", num_gen=20)
+    value = result["results"]["frd256"]
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for i, image in enumerate(generate_images(G, range(20), noise_mode="const")):
+        save_png(image[..., 0], generated / f"{i:06d}.png")
+    expected = float(frd_score_compute([str(data), str(generated)], num_workers=1))
+    assert value == pytest.approx(expected, rel=1e-6)
+    assert result["results"]["frd256_distance"] == pytest.approx(math.exp(expected), rel=1e-6)
+    assert all(math.isnan(v) for v in frd256(None, tmp_path / "not-read", rank=1, world_size=2).values())

@@ -60,6 +60,51 @@ def browser():
             instance.close()
 
 
+def clean_page_problems(notebook) -> list[str]:
+    """What makes a static page noisy: stderr output (warnings, progress bars), warning text, tqdm bars, raw
+    dicts printed where a table reads better, and errors."""
+    problems = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            kind = output.output_type
+            text = output.get("text", "") if kind == "stream" else str(output.get("data", {}).get("text/plain", ""))
+            where = f"cell {cell.source[:40]!r}"
+            if kind == "error":
+                problems.append(f"{where}: error {output.ename}")
+            if kind == "stream" and output.name == "stderr":
+                problems.append(f"{where}: stderr output {text[:120]!r}")
+            if re.search(r"Warning\b|\d+%\|", text):
+                problems.append(f"{where}: warning or progress bar {text[:120]!r}")
+            rich = {"text/html", "image/png"} & set(output.get("data", {}))
+            if kind in ("execute_result", "display_data") and not rich and text.lstrip().startswith("{"):
+                problems.append(f"{where}: a raw dict {text[:80]!r}")
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_outputs_are_clean(smoke_book, chapter):
+    import nbformat
+
+    notebook = nbformat.read(smoke_book / "book" / "_generated" / f"{chapter}.ipynb", as_version=4)
+    assert not clean_page_problems(notebook), clean_page_problems(notebook)
+
+
+def test_clean_page_check_finds_noise():
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    cell = new_code_cell("x")
+    cell.outputs = [
+        new_output("stream", name="stderr", text="sampling:  40%|####      | 4/10"),
+        new_output("execute_result", data={"text/plain": "{'a': 1}"}, execution_count=1),
+        new_output("stream", name="stdout", text="UserWarning: careful"),
+    ]
+    notebook = new_notebook(cells=[cell])
+    problems = clean_page_problems(nbformat.from_dict(notebook))
+    assert len(problems) == 4  # stderr, its progress bar, the dict, the warning text
+
+
 def test_built_html_has_no_external_scripts_or_stylesheets(smoke_book):
     html_dir = smoke_book / "_build" / "html"
     external = re.compile(r"<(script|link)\b[^>]*\b(src|href)=[\"'](https?:)?//", re.IGNORECASE)
@@ -102,6 +147,12 @@ def test_every_page_renders_with_its_figures_offline(smoke_book, browser, tmp_pa
                 f"{relative}: {len(images)} figures, expected >= {MIN_FIGURES[chapter]}"
             )
             assert page.locator("article h1").count() >= 1
+        if chapter in MIN_FIGURES:  # no output line runs past the page edge (cut off or scrolled away)
+            wide = page.eval_on_selector_all(
+                "article .cell_output pre, article .output pre",
+                "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 80))",
+            )
+            assert not wide, f"{relative}: output lines wider than the page: {wide}"
         page.screenshot(path=str(tmp_path / f"{relative.replace('/', '_')}.png"), full_page=False)
     # equations are typeset by the local MathJax (MathJax 2 wraps each in an element of class MathJax)
     page.goto((html_dir / "book" / "methods.html").as_uri(), wait_until="load")
