@@ -55,9 +55,10 @@ def grid() -> None:
 @click.option("--wait/--no-wait", default=None, help="Watch the runs to the end [default: local waits, slurm not].")
 @click.option("--print-sbatch", is_flag=True, help="Print the grid as one standalone sbatch job array and exit.")
 @click.option("--dry-run", is_flag=True, help="Print each run's command and the job parameters; submit nothing.")
+@click.option("--force", is_flag=True, help="Submit runs whose grid-job.json says running too (their job is gone).")
 def submit(runs_root, train_options, data, seeds, experiments, table, transfer_source, executor, nodes,
            gpus_per_node, cpus_per_node, mem_gb, partition, account, qos, constraint, time_limit, signal_delay,
-           max_parallel, retries, wait, print_sbatch, dry_run) -> None:  # fmt: skip
+           max_parallel, retries, wait, print_sbatch, dry_run, force) -> None:  # fmt: skip
     """Submit one job per run (experiment x seed) into RUNS_ROOT/<experiment>-seed<s>.
 
     Options after `--` go to every run's `medgan train` (e.g. -- --kimg 25000 --gamma 1.6 --beta1 0.9 --fp32).
@@ -100,7 +101,7 @@ def submit(runs_root, train_options, data, seeds, experiments, table, transfer_s
     try:
         outcomes = run_grid(
             runs, runs_root, executor, res, retries=retries, wait=executor == "local" if wait is None else wait,
-            gpu_cuda=on_gpu, log=lambda line: click.echo(line),
+            gpu_cuda=on_gpu, force=force, log=lambda line: click.echo(line),
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -133,10 +133,14 @@ def run_grid(
     wait: bool = True,
     poll_s: float = 2.0,
     gpu_cuda: bool = True,
+    force: bool = False,
     log=print,
 ) -> dict[str, str]:
     """Submit the grid's runs and (with `wait`) watch them to the end; returns {run name: outcome} with outcome
-    'finished', 'failed', 'submitted' (not waited for) or 'skipped' (finished before)."""
+    'finished', 'failed', 'submitted' (not waited for), 'skipped' (finished before) or 'running' (a job of an
+    earlier submission still runs it: two jobs must never share a run folder; `force` submits it anyway)."""
+    from medgan_core.grid.status import run_state
+
     res = res or JobResources()
     runs_root = Path(runs_root)
     write_manifest(runs_root, runs, kind, res)
@@ -144,12 +148,19 @@ def run_grid(
     outcomes = {run.name: "skipped" for run in runs if _finished(run)}
     for name in outcomes:
         log(f"[grid] {name}: finished before; not trained again")
+    for run in runs:
+        if run.name not in outcomes and not force and run_state(Path(run.run_dir)) == "running":
+            outcomes[run.name] = "running"
+            log(f"[grid] {run.name}: still running ({Path(run.run_dir) / 'grid-job.json'}); not submitted again. "
+                "If its job is gone (squeue), submit with --force")  # fmt: skip
     todo = [run for run in runs if run.name not in outcomes]
     limit = res.max_parallel if kind == "local" and res.max_parallel else len(todo)
     attempts: dict[str, int] = {}
     active: dict[str, tuple] = {}  # name -> (run, job)
 
     def submit(batch: list[GridRun]) -> None:
+        if not batch:
+            return
         jobs = []
         with executor.batch():  # one job array on SLURM
             for run in batch:

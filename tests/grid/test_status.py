@@ -12,7 +12,7 @@ import time
 from click.testing import CliRunner
 
 from medgan_core.cli import main
-from medgan_core.grid.launcher import JobResources, write_manifest
+from medgan_core.grid.launcher import JobResources, run_grid, write_manifest
 from medgan_core.grid.table import Experiment, make_runs
 
 
@@ -59,3 +59,15 @@ def test_status_reads_each_state_from_the_run_folders(tmp_path):
     assert table[0].split() == ["run", "state", "kimg", "last", "tick", "(UTC)", "best"]
     assert "fid50k_full 12.35 at kimg 0.2" in table[1] and table[5].split()[:3] == ["waiting-seed0", "pending", "-"]
     assert table[-1] == "5 runs: 1 failed, 1 finished, 1 pending, 1 preempted, 1 running"
+
+
+def test_a_run_still_running_is_not_submitted_twice(tmp_path):
+    root = tmp_path / "runs"
+    runs = make_runs([Experiment("live", ()), Experiment("done", ())], [0], root, "d.zip", validate=False)
+    _write_run(root / "live-seed0", kimg=0.2, job=dict(state="running", pid=os.getpid()))
+    _write_run(root / "done-seed0", kimg=0.4, job=dict(state="finished", pid=1), finished=True)
+    lines = []
+    outcomes = run_grid(runs, root, "local", JobResources(), wait=False, log=lines.append)
+    assert outcomes == {"live-seed0": "running", "done-seed0": "skipped"}
+    assert any("live-seed0: still running" in line and "--force" in line for line in lines)
+    assert not any("attempt" in line for line in lines)  # nothing submitted
