@@ -15,8 +15,6 @@ import socket
 import time
 from pathlib import Path
 
-COLUMNS = ("run", "state", "kimg", "last_tick", "best")
-
 
 def _last_stats_line(run_dir: Path) -> dict | None:
     path = run_dir / "stats.jsonl"
