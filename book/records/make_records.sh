@@ -92,12 +92,12 @@ snapshot and its metrics; see log.txt)}."
                 esac
                 run="exp$exp-seed$seed"
                 train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
-                    --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}"
+                    --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
                 "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only
             done
         done
         NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,
-both) x seeds $SEEDS, $KIMG kimg each, FRD (frd256) on the final snapshot. Transfer source: the synthetic liver CT
+both) x seeds $SEEDS, $KIMG kimg each, FRD of 64 generated images (frd64) on the final snapshot. Transfer source: the synthetic liver CT
 phantom (FFHQ is not available offline)."
         ;;
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;

@@ -16,7 +16,7 @@ from medgan_core.book.paper import EXPERIMENTS, PAPER_ABLATION
 from medgan_core.book.runs import RunDirectory, find_runs
 
 _RUN_NAME = re.compile(r"^exp(\d+)-seed(\d+)$")
-SCORES = {"frd256": "FRD", "fid1k_full": "FID (1k)"}  # recorded metric -> column label (FRD is not FID)
+SCORES = {"frd256": "FRD", "frd64": "FRD", "fid1k_full": "FID (1k)"}  # recorded metric -> label (FRD is not FID)
 
 
 def experiment_of(name: str) -> int:
@@ -77,8 +77,9 @@ def per_run_scores(runs: dict[str, RunDirectory]) -> pd.DataFrame:
     for name, run in sorted(runs.items()):
         table = run.metrics()
         row = dict(run=name, experiment=EXPERIMENTS[experiment_of(name)]["name"])
-        for metric, label in SCORES.items():
-            values = table.loc[table["metric"] == metric, "value"]
+        for label in dict.fromkeys(SCORES.values()):
+            names = [metric for metric, text in SCORES.items() if text == label]
+            values = table.loc[table["metric"].isin(names), "value"]
             row[label] = float(values.min()) if len(values) else np.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
@@ -89,7 +90,7 @@ def ablation_table(scores: pd.DataFrame) -> pd.DataFrame:
     table = PAPER_ABLATION.copy()
     table["paper FID mean (SD)"] = [f"{m:.2f} ({s:.2f})" for m, s in zip(table.paper_fid_mean, table.paper_fid_sd)]
     table = table[["paper FID mean (SD)"]]
-    for label in SCORES.values():
+    for label in dict.fromkeys(SCORES.values()):
         if label in scores and scores[label].notna().any():
             grouped = scores.groupby("experiment")[label].agg(["mean", "std", "count"])
             column = f"ours: {label} mean (SD)"

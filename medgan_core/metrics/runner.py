@@ -50,6 +50,7 @@ METRICS: dict[str, str] = {
     "mem1k": "medgan_core.evaluation.hooks:mem1k",
     "msssim1k": "medgan_core.evaluation.hooks:msssim1k",
     "frd256": "medgan_core.evaluation.hooks:frd256",
+    "frd64": "medgan_core.evaluation.hooks:frd64",
 }
 HIGHER_IS_BETTER: set[str] = set()  # registered metric names whose best value is the largest (also pr*, is*)
 _SIZED_METRIC = re.compile(r"^(?P<kind>fid|kid|pr|is)(?P<thousands>\d+)k(?P<nhood>\d+)?(?P<full>_full)?$")
