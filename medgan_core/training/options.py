@@ -92,7 +92,10 @@ class TrainOptions:
     target: float = _option(0.6, "ADA target for the mean sign of D's real logits.", type=click.FloatRange(0, 1))
     augpipe: str = _option("bgc", "Augmentation preset.", type=click.Choice(list(augpipe_specs)))
     resume: str | None = _option(
-        None, "Our snapshot (continue the run) or an NVIDIA pickle (transfer learning).", metavar="PATH"
+        None,
+        "Our snapshot (continue its run), a network pickle or checkpoint (transfer learning), or auto "
+        "(= --auto-resume).",
+        metavar="PATH",
     )
     metrics: str = _option("fid50k_full", "Comma-separated metrics at each snapshot, or 'none'.")
     cbase: int | None = _option(None, f"Channel base (capacity) {_VARIES}.", type=click.IntRange(min=1))
