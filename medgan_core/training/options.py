@@ -178,16 +178,10 @@ def check_metric_names(names: list[str]) -> None:
     """Refuse unknown metric names before training starts (NVIDIA's check), naming the registry's metrics."""
     from medgan_core.metrics import runner
 
-    unknown = []
-    for name in names:
-        try:
-            runner.resolve_metric(name)
-        except KeyError as exc:
-            unknown.append(exc.args[0])
-        except ImportError:  # a known metric whose optional dependency is missing: the loop warns and goes on
-            pass
-    if unknown:
-        raise click.BadParameter("; ".join(unknown) + " ('none' for no metrics)", param_hint="--metrics")
+    try:
+        runner.check_metric_names(names)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} ('none' for no metrics)", param_hint="--metrics") from exc
 
 
 def cfg_spec(cfg: str, gpus: int, resolution: int) -> dict:
