@@ -152,7 +152,7 @@ def training_options(fn):
 
 # ---- options -> training_loop keyword arguments -----------------------------------------------------------------
 def training_kwargs(opts: TrainOptions) -> tuple[dict, ImageFolderDataset]:
-    """Open the dataset (once), check the metric names, and build `training_loop`'s keyword arguments.
+    """Check the metric names, open the dataset (once), and build `training_loop`'s keyword arguments.
 
     Under torchrun, --gpus follows WORLD_SIZE. Returns (kwargs, the open dataset); raises DatasetError for a bad
     dataset and click.BadParameter for options that do not fit it.
@@ -162,16 +162,21 @@ def training_kwargs(opts: TrainOptions) -> tuple[dict, ImageFolderDataset]:
         if opts.gpus not in (1, world[1]):
             raise click.BadParameter(f"--gpus {opts.gpus} disagrees with torchrun's WORLD_SIZE={world[1]}")
         opts = dataclasses.replace(opts, gpus=world[1])
+    check_metric_names(metric_names(opts.metrics))
     training_set = ImageFolderDataset(
         opts.data, use_labels=opts.cond, max_size=opts.max_size, xflip=opts.mirror, random_seed=opts.seed
     )
     try:
         kwargs = build_config(opts, training_set.num_channels, training_set.resolution, training_set.label_dim)
-        check_metric_names(kwargs["metrics"])
     except BaseException:
         training_set.close()
         raise
     return kwargs, training_set
+
+
+def metric_names(metrics: str) -> list[str]:
+    """--metrics as a list: comma-separated names, or 'none' (or nothing) for none."""
+    return [] if metrics.strip().lower() in ("none", "") else [name.strip() for name in metrics.split(",")]
 
 
 def check_metric_names(names: list[str]) -> None:
@@ -260,7 +265,7 @@ def build_config(opts: TrainOptions, num_channels: int, resolution: int, label_d
         num_gpus=o.gpus,
         batch_size=o.batch,
         batch_gpu=o.batch_gpu,
-        metrics=[] if o.metrics.strip().lower() in ("none", "") else [m.strip() for m in o.metrics.split(",")],
+        metrics=metric_names(o.metrics),
         total_kimg=o.kimg,
         kimg_per_tick=o.tick,
         image_snapshot_ticks=o.snap,
