@@ -77,8 +77,8 @@ def run_summary(run: RunDirectory) -> pd.DataFrame:
         [
             {
                 "resolution": g_kwargs.get("img_resolution"),
-                "channel base / max": f"{options.get('cbase')} / {options.get('cmax')}",
-                "batch": options.get("batch"),
+                "channel base / max": f"{g_kwargs.get('channel_base')} / {g_kwargs.get('channel_max')}",
+                "batch": config.get("batch_size"),
                 "kimg trained": round(float(stats.index[-1]), 1) if len(stats) else 0.0,
                 "wall time (min)": round(float(last.get("Timing/total_sec", np.nan)) / 60, 1),
                 "sec/kimg (last tick)": round(float(last.get("Timing/sec_per_kimg", np.nan)), 1),
