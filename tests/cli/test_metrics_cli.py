@@ -131,6 +131,7 @@ def _metrics(*args):
     return CliRunner().invoke(main, ["metrics", *map(str, args)])
 
 
+@pytest.mark.slow  # Inception-v3 on the CPU, twice
 def test_metrics_looks_up_the_dataset_and_appends_nvidia_lines(run_folder, weights_file, tmp_path):
     run, snapshot, reals = run_folder
     common = ["--metrics", "fid1k_full", "--num-gen", "6", "--inception", weights_file, "--cache-dir", tmp_path / "c"]
@@ -147,6 +148,7 @@ def test_metrics_looks_up_the_dataset_and_appends_nvidia_lines(run_folder, weigh
     assert written[0]["snapshot_pkl"] == "network-snapshot-000000.safetensors" and written[0]["num_gpus"] == 1
 
 
+@pytest.mark.slow  # Inception-v3 on the CPU, twice
 def test_metrics_on_two_processes_equals_one(run_folder, weights_file, tmp_path):
     run, snapshot, reals = run_folder
     common = ["--network", snapshot, "--metrics", "fid1k_full", "--num-gen", "6", "--inception", weights_file,
