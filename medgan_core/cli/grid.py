@@ -49,7 +49,8 @@ def grid() -> None:
               help="Time limit per job (minutes or D-HH:MM:SS); a longer run is requeued and continues.")  # fmt: skip
 @click.option("--signal-delay", type=click.IntRange(min=10), default=300, show_default=True,
               help="Seconds before the limit at which the ranks are told to write a last snapshot.")  # fmt: skip
-@click.option("--max-parallel", type=click.IntRange(min=1), help="Runs at once (the job array's %N).")
+@click.option("--max-parallel", type=click.IntRange(min=1),
+              help="Runs at once (the job array's %N; local GPU runs: 1 unless given).")  # fmt: skip
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Resubmissions of a failed run (each continues from its newest snapshot).")  # fmt: skip
 @click.option("--wait/--no-wait", default=None, help="Watch the runs to the end [default: local waits, slurm not].")

@@ -154,7 +154,9 @@ def run_grid(
             log(f"[grid] {run.name}: still running ({Path(run.run_dir) / 'grid-job.json'}); not submitted again. "
                 "If its job is gone (squeue), submit with --force")  # fmt: skip
     todo = [run for run in runs if run.name not in outcomes]
-    limit = res.max_parallel if kind == "local" and res.max_parallel else len(todo)
+    limit = len(todo)
+    if kind == "local" and (res.max_parallel or gpu_cuda):  # local GPU runs would share the same devices
+        limit = res.max_parallel or 1
     attempts: dict[str, int] = {}
     active: dict[str, tuple] = {}  # name -> (run, job)
 
