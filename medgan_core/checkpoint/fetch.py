@@ -24,8 +24,9 @@ import urllib.request
 from pathlib import Path
 
 from medgan_core.checkpoint.nvidia_pickle import CheckpointError
-from medgan_core.metrics.weights import OFFLINE_ENV, cache_root, download_file, sha256_file
 from medgan_core.utils.io import atomic_write
+
+OFFLINE_ENV = "MEDGAN_OFFLINE"  # as medgan_core.metrics.weights, whose download helpers are imported when used
 
 # url -> SHA-256 hex of the file, for URLs whose content has been verified; others are checked against the hash
 # recorded at their first download.
@@ -42,6 +43,8 @@ def is_url(value: str | os.PathLike) -> bool:
 
 def network_cache_path(url: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Where `url` is cached: <cache>/networks/<16 hex of SHA-256(url)>-<file name of the URL>."""
+    from medgan_core.metrics.weights import cache_root
+
     name = Path(urllib.parse.urlparse(url).path).name or "network.pkl"
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     return cache_root(cache_dir) / "networks" / f"{key}-{name}"
@@ -56,6 +59,8 @@ def dnnlib_cached_file(url: str) -> Path | None:
 
 def _verified(path: Path, url: str) -> Path:
     """`path` if its SHA-256 matches the known or recorded one; NetworkFetchError otherwise."""
+    from medgan_core.metrics.weights import sha256_file
+
     record = path.with_name(path.name + ".sha256")
     expected = KNOWN_SHA256.get(url) or (record.read_text().split()[0] if record.is_file() else None)
     if expected is not None:
@@ -88,6 +93,8 @@ def resolve_network(
         if not path.is_file():
             raise NetworkFetchError(f"{path}: no such file (expected a network .pkl, a .safetensors or a URL)")
         return path
+    from medgan_core.metrics.weights import download_file, sha256_file
+
     url = str(path_or_url)
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
