@@ -133,7 +133,11 @@ class RunJob(submitit.helpers.Checkpointable):
             if node == 0:
                 _write_state(run_dir, job_id=str(env.job_id), host=socket.gethostname(), pid=self._process.pid,
                              state="running", returncode=None, started=time.time(), ended=None)  # fmt: skip
-            returncode = self._process.wait()
+            try:
+                returncode = self._process.wait()
+            except BaseException:  # Ctrl-C of a local launcher, or submitit leaving after a requeue
+                self._stop_ranks(run_dir, node)
+                raise
         done = autoresume.finished_record(run_dir)
         if node == 0:
             _write_state(run_dir, state="finished" if done else "failed", returncode=returncode, ended=time.time())
@@ -142,6 +146,20 @@ class RunJob(submitit.helpers.Checkpointable):
         how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exit code {returncode}"
         raise RunFailed(f"run {self.run.name} stopped ({how}) before --kimg; last lines of {log_path}:\n"
                         + log_tail(run_dir))  # fmt: skip
+
+    def _stop_ranks(self, run_dir: Path, node: int) -> None:
+        """The job is leaving while its ranks may still run (they are in their own session, so no signal of the
+        job's reaches them): SIGTERM (a last snapshot), SIGKILL after the grace time; no orphan keeps training."""
+        process = self._process
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=self.stop_grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+            if node == 0:
+                _write_state(run_dir, state="stopped", returncode=process.returncode, ended=time.time())
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Preempted or at the time limit: stop the ranks with a last snapshot, then be requeued as a fresh job.

@@ -1,8 +1,8 @@
 """`medgan grid status`: one row per run of a grid, read from the run folders (nothing is asked of a scheduler).
 
 - run: from the grid's manifest (grid.json, so pending runs show too), else every run folder below the root;
-- state: finished (finished.json); running, failed or preempted (grid-job.json; a pid on this host is checked for
-  life); started (a run folder without a grid job); pending (no folder yet);
+- state: finished (finished.json); running, failed, preempted or stopped (grid-job.json; a pid on this host is
+  checked for life); started (a run folder without a grid job); pending (no folder yet);
 - kimg and last tick: the last stats.jsonl line's Progress/kimg and its timestamp (UTC);
 - best: best.json, the first metric's best value and the kimg it was reached at.
 """

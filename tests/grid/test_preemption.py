@@ -106,3 +106,14 @@ def test_a_run_that_cannot_train_fails_with_its_log_tail(tmp_path, discs16_small
         for row in json.loads(CliRunner().invoke(main, ["grid", "status", str(root), "--json"]).output)
     }
     assert rows == {"ok-seed0": "finished", "broken-seed0": "failed"}
+
+
+def test_a_job_that_leaves_stops_its_ranks(tmp_path):
+    """Ctrl-C of a local launcher reaches the job, not its ranks (their own session): the job stops them."""
+    run = make_runs([Experiment("base", ())], [0], tmp_path, "d.zip", validate=False)[0]
+    (tmp_path / run.name).mkdir()
+    job = RunJob(run, stop_grace_s=5)
+    job._process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    job._stop_ranks(tmp_path / run.name, node=0)
+    assert job._process.returncode == -signal.SIGTERM
+    assert read_state(tmp_path / run.name)["state"] == "stopped"
