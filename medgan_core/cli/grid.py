@@ -106,6 +106,10 @@ def submit(runs_root, train_options, data, seeds, experiments, table, transfer_s
         )  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(f"\n[grid] interrupted: the runs stop with a last snapshot; the same command continues them "
+                   f"(`medgan grid status {runs_root}`)", err=True)  # fmt: skip
+        sys.exit(130)
     failed = sorted(name for name, outcome in outcomes.items() if outcome == "failed")
     click.echo(", ".join(f"{n} {o}" for o, n in _count(outcomes).items()) + f"; `medgan grid status {runs_root}`")
     if failed:
