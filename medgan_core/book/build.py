@@ -204,9 +204,23 @@ def execute_chapters(chapters: list[str], book_root: Path, smoke: bool = False, 
     return failures
 
 
+PAGE_CSS = """/* medgan book: output lines wrap at the page edge instead of being cut off or scrolled away */
+div.cell_output pre, div.output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+"""
+
+
+def install_css(book_root: Path) -> Path:
+    """The book's small stylesheet (named in _config.yml's html_css_files) in the static folder."""
+    target = book_root / GENERATED / "_static" / "medgan.css"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(PAGE_CSS)
+    return target
+
+
 def build_html(book_root: Path, log=print) -> Path:
     """`jupyter-book build` of `book_root` into book_root/_build/html; raises with the tool's output on failure."""
     install_mathjax(book_root)
+    install_css(book_root)
     missing = [c for c in CHAPTERS if not (book_root / GENERATED / f"{c}.ipynb").is_file()]
     if missing:
         raise RuntimeError(
