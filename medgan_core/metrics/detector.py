@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from medgan_core.metrics.inception import FEATURE_DIM, FIDInceptionV3
+from medgan_core.metrics.inception import FEATURE_DIM, FIDInceptionV3, rgb_uint8
 from medgan_core.metrics.vgg16 import FEATURE_DIM as VGG16_FEATURE_DIM
 from medgan_core.metrics.vgg16 import VGG16
 from medgan_core.metrics.weights import resolve_inception_weights, resolve_vgg16_weights, sha256_file
@@ -111,34 +111,41 @@ def _find_script_module(obj, depth: int = 0):
     return None
 
 
-class InceptionDetector:
-    """uint8 images [N, 1 or 3, H, W] -> float32 pool3 features [N, 2048] on `device`.
+class FeatureDetector:
+    """uint8 images [N, 1 or 3, H, W] -> float32 features [N, feature_dim] on `device`.
 
-    kind: 'pytorch-fid' (our FIDInceptionV3 with pytorch-fid's weights) or 'nvidia' (NVIDIA's TorchScript graph).
-    tag: kind plus the first 16 hex digits of the weight file's SHA-256; part of every real-statistics cache key.
+    kind: 'nvidia' (NVIDIA's TorchScript graph, called with return_features=True on 3-channel uint8 input, grey
+    repeated as NVIDIA's metric_utils does) or the name of our PyTorch weights (the network prepares its input).
+    tag: `tag_prefix` + kind + the first 16 hex digits of the weight file's SHA-256; part of every real-statistics
+    cache key.
     """
 
-    feature_dim = FEATURE_DIM
+    feature_dim: int
+    tag_prefix = ""
 
     def __init__(self, network: torch.nn.Module, kind: str, weights_sha256: str, device="cpu") -> None:
         self.network = network
         self.kind = kind
         self.weights_sha256 = weights_sha256
         self.device = torch.device(device)
-        self.tag = f"{kind}-{weights_sha256[:16]}"
+        self.tag = f"{self.tag_prefix}{kind}-{weights_sha256[:16]}"
+
+    def network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, 1 or 3, H, W] -> uint8 [N, 3, H, W] on the detector's device (grey repeated)."""
+        return rgb_uint8(images, "detectors").to(self.device).contiguous()
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"detectors take uint8 images, got {images.dtype}")
-        images = images.to(self.device)
+        images = self.network_input(images)
         with torch.inference_mode():
             if self.kind == "nvidia":
-                if images.shape[1] == 1:
-                    images = images.repeat(1, 3, 1, 1)
-                features = self.network(images, return_features=True)
-            else:
-                features = self.network(images)
-        return features.to(torch.float32)
+                return self.network(images, return_features=True).to(torch.float32)
+            return self.network(images).to(torch.float32)
+
+
+class InceptionDetector(FeatureDetector):
+    """FID Inception-v3 pool3 features [N, 2048]; kind 'pytorch-fid' (our FIDInceptionV3) or 'nvidia'."""
+
+    feature_dim = FEATURE_DIM
 
 
 def build_pytorch_fid_detector(state_dict: dict, weights_sha256: str, device="cpu") -> InceptionDetector:
@@ -208,42 +215,21 @@ class InceptionProbabilities:
         self.tag = f"{detector.tag}-probs"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"detectors take uint8 images, got {images.dtype}")
-        network, device = self.detector.network, self.detector.device
-        images = images.to(device)
+        network = self.detector.network
+        images = self.detector.network_input(images)
         with torch.inference_mode():
             if self.detector.kind == "nvidia":
-                if images.shape[1] == 1:
-                    images = images.repeat(1, 3, 1, 1)
                 return network(images, no_output_bias=True).to(torch.float32)
             logits = network(images) @ network.fc.weight.t()  # [N, 2048] @ [2048, 1008]
             return torch.softmax(logits, dim=1).to(torch.float32)
 
 
-class VGG16Detector:
-    """uint8 images [N, 1 or 3, H, W] -> VGG16 fc2+ReLU features [N, 4096] (NVIDIA's precision/recall detector).
-
-    kind: 'torchvision' (our VGG16 with torchvision's weights) or 'nvidia' (NVIDIA's TorchScript vgg16.pt/.pkl,
-    called with return_features=True). tag: 'vgg16-' + kind + 16 hex digits of the weight file's SHA-256.
-    """
+class VGG16Detector(FeatureDetector):
+    """VGG16 fc2+ReLU features [N, 4096] (NVIDIA's precision/recall detector); kind 'torchvision' (our VGG16 with
+    torchvision's weights) or 'nvidia' (NVIDIA's TorchScript vgg16.pt/.pkl). The tag starts with 'vgg16-'."""
 
     feature_dim = VGG16_FEATURE_DIM
-
-    def __init__(self, network, kind: str, weights_sha256: str, device="cpu") -> None:
-        self.network, self.kind, self.device = network, kind, torch.device(device)
-        self.tag = f"vgg16-{kind}-{weights_sha256[:16]}"
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"detectors take uint8 images, got {images.dtype}")
-        images = images.to(self.device)
-        with torch.inference_mode():
-            if self.kind == "nvidia":
-                if images.shape[1] == 1:
-                    images = images.repeat(1, 3, 1, 1)
-                return self.network(images, return_features=True).to(torch.float32)
-            return self.network(images).to(torch.float32)
+    tag_prefix = "vgg16-"
 
 
 def load_vgg16_file(path: str | os.PathLike, device="cpu") -> VGG16Detector:

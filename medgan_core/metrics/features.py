@@ -13,7 +13,6 @@ by the same RandomState; pixels are mapped NVIDIA's way (`utils.images.float_to_
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,36 +43,21 @@ def _gather_rows(features: torch.Tensor, batch_size: int, world_size: int) -> to
     return torch.cat([rows[: int(n)] for rows, n in zip(all_padded, all_counts)])
 
 
-def _run_loop(
-    num_items: int,
-    make_images: Callable[[range], torch.Tensor],
-    detector,
-    stats: FeatureStats,
-    batch_size: int,
-    rank: int,
-    world_size: int,
-    progress: bool,
-    desc: str,
-    device,
-) -> FeatureStats:
-    num_steps = math.ceil(num_items / (batch_size * world_size))
-    bar = tqdm(total=num_items, desc=desc, unit="img", disable=not (progress and rank == 0))
-    feature_dim = getattr(detector, "feature_dim", 2048)
-    for step in range(num_steps):
-        indices = _rank_slice(step, num_items, batch_size, rank, world_size)
-        if len(indices):
-            features = detector(make_images(indices)).to(device, torch.float32)
-        else:
-            features = torch.zeros([0, feature_dim], device=device)
-        features = _gather_rows(features, batch_size, world_size)
-        stats.append(features)
-        bar.update(len(features))
-    bar.close()
-    return stats
+class GeneratedImages:
+    """G's images 0 .. num_gen - 1 as an image source: `len()` and `batch(indices)` (see the module docstring)."""
+
+    def __init__(self, G, num_gen: int, device="cpu", labels: np.ndarray | None = None) -> None:
+        self.G, self.num_gen, self.device, self.labels = G, num_gen, device, labels
+
+    def __len__(self) -> int:
+        return self.num_gen
+
+    def batch(self, indices: range) -> torch.Tensor:
+        return generated_images(self.G, indices, self.device, self.labels)
 
 
 def compute_source_stats(
-    source: ImageSource,
+    source: ImageSource | GeneratedImages,
     detector,
     max_items: int | None = None,
     capture_mean_cov: bool = True,
@@ -84,12 +68,28 @@ def compute_source_stats(
     progress: bool = False,
     device="cpu",
 ) -> FeatureStats:
-    """Feature statistics of the first `max_items` images of `source` (all when None), in sorted order."""
+    """Feature statistics of the first `max_items` images of `source` (all when None), in sorted order.
+
+    source: real images (`ImageSource`) or a generator's (`GeneratedImages`): anything with `len()` and
+    `batch(indices) -> uint8 [N, C, H, W]`.
+    """
     num_items = len(source) if max_items is None else min(len(source), max_items)
     stats = FeatureStats(capture_mean_cov, capture_all, max_items=num_items)
-    return _run_loop(
-        num_items, source.batch, detector, stats, batch_size, rank, world_size, progress, "real images", device
-    )
+    num_steps = math.ceil(num_items / (batch_size * world_size))
+    desc = "generated images" if isinstance(source, GeneratedImages) else "real images"
+    bar = tqdm(total=num_items, desc=desc, unit="img", disable=not (progress and rank == 0))
+    feature_dim = getattr(detector, "feature_dim", 2048)
+    for step in range(num_steps):
+        indices = _rank_slice(step, num_items, batch_size, rank, world_size)
+        if len(indices):
+            features = detector(source.batch(indices)).to(device, torch.float32)
+        else:
+            features = torch.zeros([0, feature_dim], device=device)
+        features = _gather_rows(features, batch_size, world_size)
+        stats.append(features)
+        bar.update(len(features))
+    bar.close()
+    return stats
 
 
 def generated_images(G, indices: range, device, labels: np.ndarray | None = None) -> torch.Tensor:
@@ -117,24 +117,7 @@ def generated_images(G, indices: range, device, labels: np.ndarray | None = None
 
 
 def compute_generator_stats(
-    G,
-    detector,
-    num_gen: int,
-    labels: np.ndarray | None = None,
-    capture_mean_cov: bool = True,
-    capture_all: bool = False,
-    batch_size: int = 64,
-    rank: int = 0,
-    world_size: int = 1,
-    progress: bool = False,
-    device="cpu",
+    G, detector, num_gen: int, labels: np.ndarray | None = None, device="cpu", **options
 ) -> FeatureStats:
-    """Feature statistics of G's images 0 .. num_gen - 1."""
-    stats = FeatureStats(capture_mean_cov, capture_all, max_items=num_gen)
-
-    def make_images(indices: range) -> torch.Tensor:
-        return generated_images(G, indices, device, labels)
-
-    return _run_loop(
-        num_gen, make_images, detector, stats, batch_size, rank, world_size, progress, "generated images", device
-    )
+    """Feature statistics of G's images 0 .. num_gen - 1; `options` as for `compute_source_stats`."""
+    return compute_source_stats(GeneratedImages(G, num_gen, device, labels), detector, device=device, **options)

@@ -37,6 +37,15 @@ FEATURE_DIM = 2048  # pool3 features
 INPUT_SIZE = 299  # pixels; the graph's input resolution
 
 
+def rgb_uint8(images: torch.Tensor, who: str) -> torch.Tensor:
+    """uint8 [N, 1 or 3, H, W] -> uint8 [N, 3, H, W] (grey repeated, as a view); `who` names the taker in errors."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"{who}: expected uint8 images, got {images.dtype}")
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"{who}: expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
+    return images.expand(-1, 3, -1, -1)
+
+
 class ConvBNReLU(nn.Module):
     """Convolution without bias -> batch normalisation (eps 1e-3, TensorFlow's) -> ReLU.
 
@@ -229,13 +238,7 @@ class FIDInceptionV3(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [N, 1 or 3, H, W] -> float32 [N, 3, 299, 299] in [-1, 1], as pytorch-fid prepares its input."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"the FID Inception expects uint8 images, got {images.dtype}")
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        x = images.to(torch.float32).div(255)
+        x = rgb_uint8(images, "the FID Inception").to(torch.float32).div(255)
         if self.resize_input:
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2 * x - 1

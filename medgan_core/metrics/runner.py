@@ -195,8 +195,9 @@ def _gen_stats(opts: MetricOptions, num_gen: int, capture_all: bool, detector=No
         raise ValueError("this metric needs a generator (G)")
     labels = opts.source.labels() if getattr(opts.G, "c_dim", 0) else None  # reals untouched when unconditional
     return compute_generator_stats(
-        opts.G, detector or opts.detector, num_gen, labels, capture_mean_cov, capture_all, opts.batch_size,
-        opts.rank, opts.world_size, opts.progress, opts.device,
+        opts.G, detector or opts.detector, num_gen, labels, opts.device, capture_mean_cov=capture_mean_cov,
+        capture_all=capture_all, batch_size=opts.batch_size, rank=opts.rank, world_size=opts.world_size,
+        progress=opts.progress,
     )  # fmt: skip
 
 

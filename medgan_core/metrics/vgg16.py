@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medgan_core.metrics.inception import rgb_uint8
+
 VGG16_WEIGHTS_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_SHA256_PREFIX = "397923af"  # torchvision names its files by the first hex digits of their SHA-256
 NVIDIA_VGG16_URLS = (
@@ -78,11 +80,7 @@ class VGG16(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [N, 1 or 3, H, W] -> normalised float32 [N, 3, 224, 224]."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"VGG16 features take uint8 images, got {images.dtype}")
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
-        x = images.expand(-1, 3, -1, -1).to(torch.float32)
+        x = rgb_uint8(images, "VGG16 features").to(torch.float32)
         x = resize_bilinear_tf1(x, INPUT_SIZE)
         return (x - self.mean) / self.std
 

@@ -111,89 +111,79 @@ class WeightSpec:
     accepted: str  # what files the path may name (for the error message)
     error: type = FileNotFoundError
 
+    def not_found(self, detail: str) -> FileNotFoundError:
+        return self.error(
+            f"{self.what} weights not found ({detail}). Pass {self.option} PATH (Python: "
+            f"{self.option.lstrip('-').replace('-', '_')}=PATH) or set {self.env}=PATH to {self.accepted}"
+        )
 
-def _not_found(spec: WeightSpec, detail: str) -> FileNotFoundError:
-    return spec.error(
-        f"{spec.what} weights not found ({detail}). Pass {spec.option} PATH (Python: "
-        f"{spec.option.lstrip('-').replace('-', '_')}=PATH) or set {spec.env}=PATH to {spec.accepted}"
+    def resolve(
+        self,
+        path: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        download: bool | None = None,
+        progress: bool = True,
+    ) -> Path:
+        """Path of the weight file: `path`, else $env, else the cache, else a checked download.
+
+        download: None means "unless $MEDGAN_OFFLINE is set". Raises self.error naming the option, the variable
+        and the URL when nothing works.
+        """
+        if path is not None:
+            path = Path(path).expanduser()
+            if not path.is_file():
+                raise self.not_found(f"{self.option} {path} is not a file")
+            return path
+        env_value = os.environ.get(self.env)
+        if env_value:
+            path = Path(env_value).expanduser()
+            if not path.is_file():
+                raise self.not_found(f"{self.env}={path} is not a file")
+            return path
+        cached = cache_root(cache_dir) / self.subdir / self.url.rsplit("/", 1)[-1]
+        if cached.is_file():
+            return cached
+        if download is None:
+            download = os.environ.get(OFFLINE_ENV, "").lower() not in ("1", "true", "yes")
+        if not download:
+            raise self.not_found(f"offline, and nothing cached at {cached}")
+        try:
+            return download_file(self.url, cached, self.sha256_prefix, progress=progress)
+        except OSError as exc:  # URLError, timeouts and HTTP errors are OSErrors
+            raise self.not_found(f"download failed: {exc}") from exc
+
+
+def _detector_weights(name: str, what: str, url: str, sha256_prefix: str, source: str, nvidia_url: str, error: type):
+    """The spec of a detector known as `name`: option --name, $MEDGAN_NAME, cache folder name/, `url` (whose
+    file `source` publishes) or NVIDIA's pickle of the same network at `nvidia_url` (accepted, never downloaded)."""
+    nvidia_stem = nvidia_url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return WeightSpec(
+        what=what,
+        option=f"--{name}",
+        env=f"MEDGAN_{name.upper()}",
+        url=url,
+        sha256_prefix=sha256_prefix,
+        subdir=name,
+        accepted=f"{source}'s {url.rsplit('/', 1)[-1]} (download it from {url}) or to NVIDIA's "
+        f"{nvidia_stem}.pkl/.pt ({nvidia_url}).",
+        error=error,
     )
 
 
-def resolve_weights(
-    spec: WeightSpec,
-    path: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    download: bool | None = None,
-    progress: bool = True,
-) -> Path:
-    """Path of the weight file for `spec`: `path`, else $env, else the cache, else a checked download.
-
-    download: None means "unless $MEDGAN_OFFLINE is set". Raises spec.error naming the option, the variable and
-    the URL when nothing works.
-    """
-    if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise _not_found(spec, f"{spec.option} {path} is not a file")
-        return path
-    env_value = os.environ.get(spec.env)
-    if env_value:
-        path = Path(env_value).expanduser()
-        if not path.is_file():
-            raise _not_found(spec, f"{spec.env}={path} is not a file")
-        return path
-    cached = cache_root(cache_dir) / spec.subdir / spec.url.rsplit("/", 1)[-1]
-    if cached.is_file():
-        return cached
-    if download is None:
-        download = os.environ.get(OFFLINE_ENV, "").lower() not in ("1", "true", "yes")
-    if not download:
-        raise _not_found(spec, f"offline, and nothing cached at {cached}")
-    try:
-        return download_file(spec.url, cached, spec.sha256_prefix, progress=progress)
-    except OSError as exc:  # URLError, timeouts and HTTP errors are OSErrors
-        raise _not_found(spec, f"download failed: {exc}") from exc
-
-
-INCEPTION_WEIGHTS = WeightSpec(
-    what="Inception-v3",
-    option="--inception",
-    env=INCEPTION_ENV,
-    url=FID_WEIGHTS_URL,
-    sha256_prefix=FID_WEIGHTS_SHA256_PREFIX,
-    subdir="inception",
-    accepted=f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth (download it from {FID_WEIGHTS_URL}) or to "
-    f"NVIDIA's inception-2015-12-05.pkl/.pt ({NVIDIA_DETECTOR_URLS[0]}).",
-    error=InceptionWeightsNotFound,
-)
-VGG16_WEIGHTS = WeightSpec(
-    what="VGG16",
-    option="--vgg16",
-    env=VGG16_ENV,
-    url=VGG16_WEIGHTS_URL,
-    sha256_prefix=VGG16_SHA256_PREFIX,
-    subdir="vgg16",
-    accepted=f"torchvision's vgg16-397923af.pth (download it from {VGG16_WEIGHTS_URL}) or to NVIDIA's "
-    f"vgg16.pkl/.pt ({NVIDIA_VGG16_URLS[0]}).",
-    error=VGG16WeightsNotFound,
+INCEPTION_WEIGHTS = _detector_weights(
+    "inception", "Inception-v3", FID_WEIGHTS_URL, FID_WEIGHTS_SHA256_PREFIX, "pytorch-fid", NVIDIA_DETECTOR_URLS[0],
+    InceptionWeightsNotFound,
+)  # fmt: skip
+VGG16_WEIGHTS = _detector_weights(
+    "vgg16", "VGG16", VGG16_WEIGHTS_URL, VGG16_SHA256_PREFIX, "torchvision", NVIDIA_VGG16_URLS[0], VGG16WeightsNotFound
 )
 
 
-def resolve_inception_weights(
-    inception: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    download: bool | None = None,
-    progress: bool = True,
-) -> Path:
-    """Path of the Inception weight file to use (see the module docstring for the order)."""
-    return resolve_weights(INCEPTION_WEIGHTS, inception, cache_dir, download, progress)
+def resolve_inception_weights(inception=None, cache_dir=None, download=None, progress=True) -> Path:
+    """Path of the Inception weight file to use (see the module docstring for the order; `WeightSpec.resolve`)."""
+    return INCEPTION_WEIGHTS.resolve(inception, cache_dir, download, progress)
 
 
-def resolve_vgg16_weights(
-    vgg16: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    download: bool | None = None,
-    progress: bool = True,
-) -> Path:
+def resolve_vgg16_weights(vgg16=None, cache_dir=None, download=None, progress=True) -> Path:
     """Path of the VGG16 weight file (for precision/recall): `--vgg16`, $MEDGAN_VGG16, the cache, a download."""
-    return resolve_weights(VGG16_WEIGHTS, vgg16, cache_dir, download, progress)
+    return VGG16_WEIGHTS.resolve(vgg16, cache_dir, download, progress)
