@@ -4,10 +4,13 @@ Configuration (issue 2): batch 8, 256x256, one image channel, FFHQ-like widths (
 512, z = w = 512, 8 mapping layers). Prints medians over a few repeats.
 
 The target is "at least as fast as NVIDIA's own networks running their reference ops on the same CPU". NVIDIA's
-code is not part of this repository; pass `--nvidia-src DIR` (a checkout of NVlabs/stylegan3, or any folder with
-its `training/networks_stylegan2.py`, `torch_utils/` and `dnnlib/`) to time NVIDIA's Generator/Discriminator in
-the same process, with the same weights, and print the ratios (NVIDIA time / our time: above 1 means ours is
-faster).
+code is not part of this repository; pass `--nvidia-src DIR` (a checkout of NVlabs/stylegan3, imported by
+`medgan_core.checkpoint.nvidia_code`) to time NVIDIA's Generator/Discriminator in the same process, with the same
+weights, and print the ratios (NVIDIA time / our time: above 1 means ours is faster).
+
+The floor (issue 18): G's convolutions as plain dense `conv2d` / `conv_transpose2d` calls with the weights
+already modulated (`conv_floor`), timed in the same process, interleaved with G; `G inference / floor` says how
+close generation comes to what its convolutions cost on this machine (target <= 1.3; NVIDIA / ours >= 1.5).
 
 The allocator (issue 4): glibc's default allocator page-faults gigabytes of fresh memory per CPU step, and
 `medgan train` runs with a tuned glibc by default (medgan_core/training/allocator.py). glibc reads its settings

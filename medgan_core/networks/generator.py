@@ -27,6 +27,11 @@ from medgan_core.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_
 NOISE_MODES = ("random", "const", "none")
 
 
+def _hooked(*modules: torch.nn.Module) -> bool:
+    """Whether a forward hook on these modules (or inside them) may keep their inputs or outputs."""
+    return any(m._forward_hooks or m._forward_pre_hooks for module in modules for m in module.modules())
+
+
 class SynthesisLayer(torch.nn.Module):
     """Modulated 3x3 convolution (optionally upsampling by 2), per-pixel noise, bias and lrelu.
 
@@ -208,9 +213,12 @@ class SynthesisBlock(torch.nn.Module):
                 channels_last=self.channels_last,
             )  # fmt: skip
 
-    def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
+    def forward(
+        self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, x_reusable=False, **layer_kwargs
+    ):
         """x: [N, in_channels, res/2, res/2] or None; img: [N, img_channels, res/2, res/2] or None;
-        ws: [N, num_conv + num_torgb, w_dim]. Returns (x [N, out_channels, res, res], img [N, C, res, res])."""
+        ws: [N, num_conv + num_torgb, w_dim]. Returns (x [N, out_channels, res, res], img [N, C, res, res]).
+        x_reusable: nothing reads x after this block, so CPU inference may scale it in place."""
         del update_emas  # nothing to update here; accepted for a uniform call signature
         check_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim], "ws")
         w_iter = iter(ws.unbind(dim=1))
@@ -235,15 +243,17 @@ class SynthesisBlock(torch.nn.Module):
             x = x.to(dtype=dtype, memory_format=memory_format)
 
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, overwrite_input=fast, **layer_kwargs)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
             x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
             x = y.add_(x)
         else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            reuse = fast and not self.conv0._forward_hooks  # only conv1 reads conv0's output (unless it is hooked)
+            x = self.conv0(
+                x, next(w_iter), fused_modconv=fused_modconv, overwrite_input=fast and x_reusable, **layer_kwargs
+            )
+            reuse = fast and not _hooked(self.conv0, self.conv1)  # only conv1 reads conv0's output (or a hook)
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, overwrite_input=reuse, **layer_kwargs)
 
         if img is not None:
@@ -314,8 +324,13 @@ class SynthesisNetwork(torch.nn.Module):
             w_idx += block.num_conv
 
         x = img = None
+        previous = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):
-            x, img = getattr(self, f"b{res}")(x, img, cur_ws, **block_kwargs)
+            block = getattr(self, f"b{res}")
+            # x from the previous block is read by nothing after this block, unless a hook kept it.
+            x_reusable = previous is not None and not _hooked(previous)
+            x, img = block(x, img, cur_ws, x_reusable=x_reusable, **block_kwargs)
+            previous = block
         return img
 
     def extra_repr(self) -> str:

@@ -167,6 +167,7 @@ def test_cpu_inference_path_matches_the_autograd_path(architecture):
     z = torch.randn(3, 8)
     seen = {}
     G.synthesis.b16.conv0.register_forward_hook(lambda module, args, out: seen.update(out=out.clone(), kept=out))
+    G.synthesis.b8.register_forward_hook(lambda module, args, out: seen.update(x8=out[0].clone(), x8_kept=out[0]))
     for noise_mode in ("const", "none", "random"):
         torch.manual_seed(3)
         want = G(z, None, noise_mode=noise_mode)
@@ -174,7 +175,8 @@ def test_cpu_inference_path_matches_the_autograd_path(architecture):
         with torch.no_grad():
             torch.manual_seed(3)
             got = G(z, None, noise_mode=noise_mode)
+        torch.testing.assert_close(seen["kept"], seen["out"], rtol=0, atol=0)  # conv1 did not scale it in place
+        torch.testing.assert_close(seen["x8_kept"], seen["x8"], rtol=0, atol=0)  # nor b16.conv0 its hooked input
         assert got.is_contiguous() and got.dtype == torch.float32
         torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-5)
         assert (got - G(z, None, noise_mode="none").detach()).abs().max() > 0 or noise_mode == "none"
-    torch.testing.assert_close(seen["kept"], seen["out"], rtol=0, atol=0)  # conv1 did not scale it in place
