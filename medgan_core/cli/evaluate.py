@@ -10,6 +10,10 @@ from pathlib import Path
 
 import click
 
+from medgan_core.cli.options import json_option, path_option
+
+_generated_option = path_option("--generated", exists=True, required=True, help="Folder or zip of generated PNGs.")
+
 
 def _load(path: str, what: str, max_images: int | None = None):
     from medgan_core.evaluation.images import load_images
@@ -18,6 +22,12 @@ def _load(path: str, what: str, max_images: int | None = None):
         return load_images(path, max_images=max_images)
     except (FileNotFoundError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint=what) from exc
+
+
+def _echo_result(as_json: bool, result: dict, *lines: str) -> None:
+    """Print `result` as one JSON line, or the text `lines`."""
+    for line in [json.dumps(result)] if as_json else lines:
+        click.echo(line)
 
 
 def _check_same_shape(a, b, name_a: str, name_b: str) -> None:
@@ -29,34 +39,25 @@ def _check_same_shape(a, b, name_a: str, name_b: str) -> None:
 
 
 @click.command()
-@click.option("--generated", required=True, type=click.Path(exists=True), help="Folder or zip of generated PNGs.")
-@click.option(
-    "--train",
-    "train_path",
-    required=True,
-    type=click.Path(exists=True),
-    help="Training images (folder or dataset zip).",
-)
-@click.option(
+@_generated_option
+@path_option("--train", "train_path", exists=True, required=True, help="Training images (folder or dataset zip).")
+@path_option(
     "--holdout",
-    type=click.Path(exists=True),
-    default=None,
+    exists=True,
     help="Held-out real images, ideally other patients (default: leave-one-out on the training set).",
 )
 @click.option("--top", default=5, show_default=True, help="Nearest training images kept per generated image.")
 @click.option("--fpr", default=0.01, show_default=True, help="Fraction of held-out images that would be flagged.")
 @click.option("--size", default=64, show_default=True, help="Side of the downsampled images compared.")
 @click.option("--pairs", "num_pairs", default=16, show_default=True, help="Closest pairs shown in the grid.")
-@click.option("--out", "outdir", type=click.Path(), default=None, help="Write report, plot, grid and CSV here.")
-@click.option(
+@path_option("--out", "outdir", help="Write report, plot, grid and CSV here.")
+@path_option(
     "--inception",
-    type=click.Path(),
-    default=None,
     help="Inception weights for a second search in feature space (default: $MEDGAN_INCEPTION or the cache; "
     "skipped with a note when none are at hand; never downloads).",
 )
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 def memorization(generated, train_path, holdout, top, fpr, size, num_pairs, outdir, inception, device, as_json):
     """Flag generated images closer to a training image than held-out real images are (1 - NCC distance).
 
@@ -91,19 +92,17 @@ def memorization(generated, train_path, holdout, top, fpr, size, num_pairs, outd
             f.write(buffer.getvalue())
         plot_distances(result, out / "distances.png")
         save_png(closest_pairs_grid(result, gen_images, train_images, num_pairs), out / "closest_pairs.png")
-    if as_json:
-        click.echo(json.dumps(summary))
-    else:
-        click.echo(
-            f"flagged {summary['num_flagged']} of {summary['num_generated']} generated images "
-            f"({summary['flagged_fraction']:.1%}); threshold {result.threshold:.4f} "
-            f"({result.reference} reference, {fpr:.0%} false-positive rate)"
-        )
-        inc = summary["inception"]
-        if inc["available"]:
-            click.echo(f"Inception features: flagged {inc['num_flagged']} ({inc['flagged_fraction']:.1%})")
-        else:
-            click.echo("Inception features: skipped (no weights at hand; see --inception)")
+    inc = summary["inception"]
+    _echo_result(
+        as_json,
+        summary,
+        f"flagged {summary['num_flagged']} of {summary['num_generated']} generated images "
+        f"({summary['flagged_fraction']:.1%}); threshold {result.threshold:.4f} "
+        f"({result.reference} reference, {fpr:.0%} false-positive rate)",
+        f"Inception features: flagged {inc['num_flagged']} ({inc['flagged_fraction']:.1%})"
+        if inc["available"]
+        else "Inception features: skipped (no weights at hand; see --inception)",
+    )
 
 
 def _inception_check(gen_images, train_images, hold_images, inception, fpr, top, device) -> dict:
@@ -123,12 +122,12 @@ def _inception_check(gen_images, train_images, hold_images, inception, fpr, top,
 
 
 @click.command()
-@click.option("--generated", required=True, type=click.Path(exists=True), help="Folder or zip of generated PNGs.")
-@click.option("--real", type=click.Path(exists=True), default=None, help="Real images to compare with.")
+@_generated_option
+@path_option("--real", exists=True, help="Real images to compare with.")
 @click.option("--pairs", "num_pairs", default=1000, show_default=True, help="Random pairs per set.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 def diversity(generated, real, num_pairs, seed, device, as_json):
     """Mean pairwise MS-SSIM (lower = more diverse) of generated and real images."""
     from medgan_core.evaluation.diversity import diversity_report
@@ -142,14 +141,13 @@ def diversity(generated, real, num_pairs, seed, device, as_json):
         result = diversity_report(gen_images, real_images, num_pairs=num_pairs, seed=seed, device=device)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if as_json:
-        click.echo(json.dumps(result.summary()))
-    else:
-        real_text = "" if result.real_mean is None else f", real {result.real_mean:.4f} (SD {result.real_std:.4f})"
-        click.echo(
-            f"mean pairwise MS-SSIM over {num_pairs} pairs ({result.scales} scales): generated "
-            f"{result.generated_mean:.4f} (SD {result.generated_std:.4f}){real_text}"
-        )
+    real_text = "" if result.real_mean is None else f", real {result.real_mean:.4f} (SD {result.real_std:.4f})"
+    _echo_result(
+        as_json,
+        result.summary(),
+        f"mean pairwise MS-SSIM over {num_pairs} pairs ({result.scales} scales): generated "
+        f"{result.generated_mean:.4f} (SD {result.generated_std:.4f}){real_text}",
+    )
 
 
 @click.command()
@@ -157,7 +155,7 @@ def diversity(generated, real, num_pairs, seed, device, as_json):
 @click.argument("path_b", type=click.Path(exists=True, file_okay=False))
 @click.option("--workers", default=1, show_default=True)
 @click.option("--resize", type=int, default=None, help="Resize images to this side before feature extraction.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print the result as JSON.")
 def frd(path_a, path_b, workers, resize, as_json):
     """Fréchet Radiomics Distance between two folders of PNGs (needs the optional FRD extra)."""
     from medgan_core.evaluation.frd import compute_frd, frd_available
@@ -166,10 +164,9 @@ def frd(path_a, path_b, workers, resize, as_json):
     if not ok:
         raise click.ClickException(reason)
     result = compute_frd(path_a, path_b, num_workers=workers, resize=resize)
-    if as_json:
-        click.echo(json.dumps(result))
-    else:
-        click.echo(
-            f"FRD (frd-score {result['version']}, log scale) {result['frd']:.4f}; "
-            f"Fréchet distance {result['frechet_distance']:.4f}"
-        )
+    _echo_result(
+        as_json,
+        result,
+        f"FRD (frd-score {result['version']}, log scale) {result['frd']:.4f}; "
+        f"Fréchet distance {result['frechet_distance']:.4f}",
+    )

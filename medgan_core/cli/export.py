@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
+from medgan_core.cli.options import path_option
+
 
 @click.command("export")
 @click.argument("snapshot")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+@path_option(
     "--nvidia-src",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
+    folder=True,
     help="Checkout of NVlabs/stylegan3 (or stylegan2-ada-pytorch) whose classes build the pickle "
     "[default: $MEDGAN_NVIDIA_SRC].",
 )

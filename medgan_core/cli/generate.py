@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+
+from medgan_core.cli.options import check_device, network_option, path_option
 
 NETWORK_CHOICES = ("G_ema", "G")
 
 
 @click.command("generate")
-@click.option(
-    "--network",
-    "network_path",
-    required=True,
-    help="NVIDIA network pickle (.pkl), medgan checkpoint (.safetensors), or a URL of NVIDIA's published pickles "
-    "(downloaded once into the cache; $MEDGAN_OFFLINE=1 never downloads).",
-)
+@network_option
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. '0-15' or '1,5,9-11'.")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
 @click.option(
@@ -27,19 +21,8 @@ NETWORK_CHOICES = ("G_ema", "G")
     help="Truncate only the first N ws (default: all).",
 )
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
-@click.option(
-    "--outdir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for seedNNNN.png files (created if missing).",
-)
-@click.option(
-    "--grid",
-    "grid_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write all images tiled into this PNG.",
-)
+@path_option("--outdir", folder=True, required=True, help="Folder for seedNNNN.png files (created if missing).")
+@path_option("--grid", "grid_path", folder=False, help="Also write all images tiled into this PNG.")
 @click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional networks).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
@@ -67,8 +50,6 @@ def generate(
     which,
 ):
     """Generate images: one 8-bit PNG per seed (grayscale or RGB, no metadata), optionally a grid."""
-    import torch
-
     from medgan_core.checkpoint import CheckpointError, NetworkFetchError, load_network, resolve_network
     from medgan_core.generate import generate_images, image_grid
     from medgan_core.utils.io import parse_int_list, save_png
@@ -80,8 +61,7 @@ def generate(
     bad_seeds = [seed for seed in seed_list if not 0 <= seed < 2**32]
     if bad_seeds:
         raise click.BadParameter(f"seeds must lie in 0 .. 2**32 - 1, got {bad_seeds}", param_hint="--seeds")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
+    check_device(device)
     try:
         network_path = resolve_network(network_path)
     except NetworkFetchError as exc:  # a missing file, or a URL that cannot be fetched (offline: what to do)

@@ -8,17 +8,12 @@ from pathlib import Path
 
 import click
 
+from medgan_core.cli.options import check_device, json_option, network_option, path_option
+
 _INCEPTION_HELP = (
     "Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth or NVIDIA's inception-2015-12-05 "
     "pkl/pt. Default: $MEDGAN_INCEPTION, else the cache, else a checked download."
 )
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
 
 
 def _load_detector(inception, device):
@@ -38,11 +33,11 @@ def _json_number(value: float):
 @click.command("fid")
 @click.argument("real", type=click.Path(exists=True, path_type=Path))
 @click.argument("generated", type=click.Path(exists=True, path_type=Path))
-@click.option("--inception", type=click.Path(dir_okay=False, path_type=Path), default=None, help=_INCEPTION_HELP)
+@path_option("--inception", folder=False, help=_INCEPTION_HELP)
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--kid/--no-kid", default=False, show_default=True, help="Also compute KID (100 subsets of 1000).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"fid": ...} as JSON.')
+@json_option('Print {"fid": ...} as JSON.')
 def fid(real, generated, inception, batch_size, kid, device, as_json):
     """FID (and KID) between two folders or zips of images (PNG, JPEG, BMP, TIFF or WebP; 8-bit grayscale or RGB;
     one size and channel count per set, checked over the whole set before any work)."""
@@ -51,7 +46,7 @@ def fid(real, generated, inception, batch_size, kid, device, as_json):
     from medgan_core.metrics.fid import FrechetDistanceError, fid_from_stats
     from medgan_core.metrics.kid import kernel_inception_distance
 
-    _check_device(device)
+    check_device(device)
     try:
         sources = [ImageSource(path) for path in (real, generated)]
         for source in sources:
@@ -183,16 +178,10 @@ def _bool_value(value):
 
 
 @click.command("metrics")
-@click.option(
-    "--network",
-    "network_path",
-    required=True,
-    help="NVIDIA network pickle, medgan checkpoint, or a URL of NVIDIA's published pickles (downloaded and cached).",
-)
-@click.option(
+@network_option
+@path_option(
     "--data",
-    default=None,
-    type=click.Path(exists=True, path_type=Path),
+    exists=True,
     help="Real images (dataset zip or folder) [default: look up in the network or its run folder].",
 )
 @click.option(
@@ -213,24 +202,23 @@ def _bool_value(value):
     "pr<N>k<K>[_full], is<N>k, mem1k, msssim1k.",
 )
 @click.option("--num-gen", type=click.IntRange(min=2), default=None, help="Override the generated-image count.")
-@click.option("--inception", type=click.Path(dir_okay=False, path_type=Path), default=None, help=_INCEPTION_HELP)
-@click.option(
+@path_option("--inception", folder=False, help=_INCEPTION_HELP)
+@path_option(
     "--vgg16",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    folder=False,
     help="VGG16 weights for pr* metrics: torchvision's vgg16-397923af.pth or NVIDIA's vgg16.pkl/pt. "
     "Default: $MEDGAN_VGG16, else the cache, else a checked download.",
 )
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of processes.")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option(
+@path_option(
     "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    folder=True,
     default=None,
     help="Cache for real-image statistics (default $MEDGAN_CACHE or ~/.cache/medgan).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print NVIDIA's JSON line per metric.")
+@json_option("Print NVIDIA's JSON line per metric.")
 def metrics(network_path, data, mirror, metric_list, num_gen, inception, vgg16, gpus, batch_size, device, cache_dir,
             as_json):  # fmt: skip
     """Compute metrics of a trained generator (G_ema) against real images, e.g. fid50k_full, pr50k3_full, is50k.
@@ -242,7 +230,7 @@ def metrics(network_path, data, mirror, metric_list, num_gen, inception, vgg16, 
     from medgan_core.metrics import runner
 
     mirror = _bool_value(mirror)
-    _check_device(device)
+    check_device(device)
     if gpus > 1 and device.startswith("cuda"):
         import torch
 

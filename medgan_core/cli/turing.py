@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from medgan_core.cli.options import json_option, path_option
+
 
 @click.group()
 def turing() -> None:
@@ -11,19 +13,14 @@ def turing() -> None:
 
 
 @turing.command()
-@click.option(
-    "--real",
-    "real_dir",
-    required=True,
-    type=click.Path(file_okay=False, exists=True),
-    help="Folder of real images (PNG).",
-)
-@click.option(
+@path_option("--real", "real_dir", folder=True, exists=True, required=True, help="Folder of real images (PNG).")
+@path_option(
     "--generated",
     "generated_dirs",
+    folder=True,
+    exists=True,
     required=True,
     multiple=True,
-    type=click.Path(file_okay=False, exists=True),
     help="Folder of generated images; repeat for a multi-model test (one section per folder).",
 )
 @click.option(
@@ -37,12 +34,8 @@ def turing() -> None:
     "--n-generated", default=50, show_default=True, type=click.IntRange(min=1), help="Generated images per section."
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed: the same seed gives the same test.")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder for turing_test.html and answer_key.csv.",
+@path_option(
+    "--out", "out_dir", folder=True, required=True, help="Output folder for turing_test.html and answer_key.csv."
 )
 @click.option("--title", default="Visual Turing test", show_default=True, help="Title shown to raters.")
 @click.option(
@@ -110,9 +103,10 @@ def _parse_fids(values: tuple[str, ...]) -> dict[str, float]:
 
 @turing.command()
 @click.argument("responses", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option(
+@path_option(
     "--key",
-    type=click.Path(dir_okay=False, exists=True),
+    folder=False,
+    exists=True,
     help="Answer key CSV from `medgan turing build` (else the responses need a truth column).",
 )
 @click.option(
@@ -130,10 +124,8 @@ def _parse_fids(values: tuple[str, ...]) -> dict[str, float]:
     help="Significance level (the paper's 0.10 for Turing tests).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of Monte Carlo permutation tests.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (rates as fractions in [0, 1]).")
-@click.option(
-    "--figures", "figures_dir", type=click.Path(file_okay=False), help="Also write figures (PNG) into this folder."
-)
+@json_option("Print JSON (rates as fractions in [0, 1]).")
+@path_option("--figures", "figures_dir", folder=True, help="Also write figures (PNG) into this folder.")
 def analyze(responses, key, fid_values, alpha, seed, as_json, figures_dir) -> None:
     """Analyse Turing-test RESPONSES: one or more CSVs (rater, image, answer, [likert], [section], [truth],
     [test_id]), e.g. the files the HTML test downloads, one per rater. With --key, files of another test (test_id)
