@@ -249,29 +249,28 @@ def _codecs_encode(text, encoding="latin1"):  # protocol-2 pickles spell bytes a
     return codecs.encode(text, "latin1")
 
 
-_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Size"): torch.Size,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("_codecs", "encode"): _codecs_encode,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib", "EasyDict"): EasyDict,
-    ("numpy", "dtype"): _numpy_dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,  # pickles written under numpy 1.x
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,  # ... and under numpy 2.x
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+_NUMPY_MULTIARRAY = {"scalar": _numpy_scalar, "_reconstruct": _numpy_reconstruct}
+_TORCH_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+# module -> {name: constructor}, as a pickle names its globals.
+_SAFE_GLOBALS: dict[str, dict[str, Any]] = {
+    "torch_utils.persistence": {"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
+    "torch.storage": {"_load_from_bytes": _load_storage_from_bytes},
+    "torch._utils": {
+        "_rebuild_tensor_v2": _rebuild_tensor_v2,
+        "_rebuild_tensor_v3": _rebuild_tensor_v3,
+        "_rebuild_parameter": _rebuild_parameter,
+    },
+    "torch._tensor": {"_rebuild_from_type_v2": _rebuild_from_type_v2},
+    "torch": {"Size": torch.Size} | {name: getattr(torch, name) for name in _TORCH_DTYPES},
+    "collections": {"OrderedDict": collections.OrderedDict},
+    "builtins": {"set": set, "frozenset": frozenset},
+    "_codecs": {"encode": _codecs_encode},
+    "dnnlib.util": {"EasyDict": EasyDict},
+    "dnnlib": {"EasyDict": EasyDict},
+    "numpy": {"dtype": _numpy_dtype, "ndarray": np.ndarray},
+    "numpy.core.multiarray": _NUMPY_MULTIARRAY,  # pickles written under numpy 1.x
+    "numpy._core.multiarray": _NUMPY_MULTIARRAY,  # ... and under numpy 2.x
 }
-for _dtype_name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"):
-    _SAFE_GLOBALS[("torch", _dtype_name)] = getattr(torch, _dtype_name)
 
 _HINTS = {
     "dnnlib.tflib.network": "this is a TensorFlow-era StyleGAN pickle; convert it with NVIDIA's legacy.py first",
@@ -285,7 +284,7 @@ class SafeUnpickler(pickle.Unpickler):
         if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol-2 pickles spell builtins as __builtin__
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        target = _SAFE_GLOBALS.get((module, name))
+        target = _SAFE_GLOBALS.get(module, {}).get(name)
         if target is None:
             hint = _HINTS.get(module, "")
             raise UnsafePickleError(

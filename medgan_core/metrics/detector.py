@@ -62,17 +62,19 @@ def _load_torchscript_bytes(source):
 class SafeDetectorUnpickler(pickle.Unpickler):
     """Allow-list unpickler for detector pickles (see the module docstring)."""
 
-    _ALLOWED = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch.storage", "_load_from_bytes"): _load_tensor_bytes,
-        ("torch.jit._serialization", "load"): _load_torchscript_bytes,
-        ("torch.jit", "load"): _load_torchscript_bytes,
-        ("_io", "BytesIO"): io.BytesIO,
-        ("io", "BytesIO"): io.BytesIO,
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentRecord,
-        ("builtins", "bytearray"): bytearray,
+    _ALLOWED = {  # module -> {name: constructor}, as a pickle names its globals
+        "collections": {"OrderedDict": OrderedDict},
+        "torch._utils": {
+            "_rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+            "_rebuild_parameter": torch._utils._rebuild_parameter,
+        },
+        "torch.storage": {"_load_from_bytes": _load_tensor_bytes},
+        "torch.jit._serialization": {"load": _load_torchscript_bytes},
+        "torch.jit": {"load": _load_torchscript_bytes},
+        "_io": {"BytesIO": io.BytesIO},
+        "io": {"BytesIO": io.BytesIO},
+        "torch_utils.persistence": {"_reconstruct_persistent_obj": PersistentRecord},
+        "builtins": {"bytearray": bytearray},
     }
 
     def __init__(self, file, source_name: str) -> None:
@@ -80,7 +82,7 @@ class SafeDetectorUnpickler(pickle.Unpickler):
         self.source_name = source_name
 
     def find_class(self, module: str, name: str):
-        target = self._ALLOWED.get((module, name))
+        target = self._ALLOWED.get(module, {}).get(name)
         if target is None:
             raise pickle.UnpicklingError(
                 f"{self.source_name}: refusing to load '{module}.{name}' from a detector pickle (only tensors and "
