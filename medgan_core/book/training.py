@@ -188,3 +188,24 @@ def memorisation_report(run: RunDirectory, reals: np.ndarray, n_eval: int, seed:
         index=["generated (this run)", "real (training set)"],
     ).round(3)
     return summary, plot_distances(memo), pairs_fig, diversity
+
+
+def frd_explained(run: RunDirectory, params: dict, num_gen: int = 64):
+    """FRD of the run's final generator split by feature (see `medgan_core.evaluation.frd.frd_breakdown`):
+    `num_gen` generated images (seeds 0..) against the training slices at the run's resolution."""
+    from medgan_core.checkpoint import load_network
+    from medgan_core.evaluation.frd import frd_breakdown
+    from medgan_core.generate import generate_images
+    from medgan_core.utils.io import save_png
+
+    training_set_of(params)  # writes the downscaled real slices next to the zip
+    real_dir = Path(params["work"]) / f"{Path(str(params['data'])).name}-{int(params['resolution'])}"
+    if not real_dir.is_dir():  # the data were a zip or already at the resolution
+        real_dir = Path(params["data"])
+    out = Path(params["work"]) / f"frd-generated-{run.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    G = load_network(run.generator_file())["G_ema"]
+    for seed, image in enumerate(generate_images(G, range(num_gen), noise_mode="const")):
+        save_png(image[..., 0] if image.shape[-1] == 1 else image, out / f"{seed:04d}.png")
+    summary, table = frd_breakdown(real_dir, out)
+    return summary.to_frame(), table

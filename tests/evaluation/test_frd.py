@@ -31,3 +31,17 @@ def test_frd_missing_extra_is_explained(monkeypatch, tmp_path):
     monkeypatch.setattr(frd_module, "frd_available", lambda: (False, frd_module.INSTALL_HINT))
     with pytest.raises(RuntimeError, match="pyradiomics"):
         frd_module.compute_frd(tmp_path, tmp_path)
+
+
+def test_frd_breakdown_reproduces_frd_score_and_names_constant_features(tmp_path, mni_slices):
+    """All finite features give frd-score's own FRD; a feature constant over the real set is flagged as such."""
+    base = mni_slices[20:36]
+    a = _write(tmp_path / "a", base)
+    noisy = np.clip(base.astype(int) + np.random.default_rng(0).integers(0, 30, base.shape), 0, 255)
+    b = _write(tmp_path / "b", noisy.astype(np.uint8))
+    expected = frd_module.compute_frd(a, b)["frd"]
+    summary, table = frd_module.frd_breakdown(a, b, top=5)
+    assert summary["log d_F^2, all finite features (frd-score's FRD)"] == pytest.approx(expected, rel=1e-3)
+    assert summary["log d_F^2, features that vary over the real set"] <= expected
+    assert len(table) == 5 and table["share of d_F^2"].is_monotonic_decreasing
+    assert not table["varies over the real set"].iloc[0]  # noise moves a feature that the real slices never vary
