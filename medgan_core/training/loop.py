@@ -92,17 +92,12 @@ def training_loop(
     seed = random_seed * num_gpus + rank  # each rank its own stream, reproducible from the seed
     _seed_and_backends(seed, cudnn_benchmark)
 
+    # ---- setup: data, networks (resumed or transferred), loss, optimisers, image order, grids, logs ----
     training_set = _open_training_set(training_set, training_set_kwargs, log)
     G, D, G_ema = build_networks(G_kwargs, D_kwargs, device)
     augment_pipe, ada = build_augment(augment_kwargs, augment_p, ada_target, ada_interval, ada_kimg, batch_size,
                                       device)  # fmt: skip
-    report_path = run_path / "transfer_report.txt" if is_main else None  # what a transfer copied
-    state = (
-        None if resume_pkl is None else resume_from(resume_pkl, G, D, G_ema, augment_pipe, device, log, report_path)
-    )
-    for module in (G, D, G_ema, augment_pipe):  # every rank starts from rank 0's weights
-        distrib.broadcast_module(module)
-
+    state = _start_networks(resume_pkl, G, D, G_ema, augment_pipe, device, log, run_path if is_main else None)
     stats = StatsCollector(device)
     loss = StyleGAN2Loss(device, G, D, augment_pipe=augment_pipe, stats=stats, ada=ada,
                          **_constructor_kwargs(loss_kwargs))  # fmt: skip
@@ -113,9 +108,7 @@ def training_loop(
     data_iter = _data_iterator(training_set, rank, num_gpus, random_seed + cur_nimg, batch_size // num_gpus,
                                data_loader_kwargs, device)  # fmt: skip
     grid_z, grid_c = _start_grids(training_set, G_ema, random_seed, device, run_path) if is_main else (None, None)
-
-    # TensorBoard hides the events a killed attempt wrote after the snapshot this run continues from
-    logger = RunLogger(run_path, purge_step=cur_nimg + 1 if state is not None else None) if is_main else None
+    logger = _open_logger(run_path, resumed_at=cur_nimg if state is not None else None) if is_main else None
     stop = StopRequest().install()
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
     maintenance_time = tick_start_time - start_time
@@ -134,19 +127,17 @@ def training_loop(
             if not done and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
                 continue
 
-            # ---- tick: progress, stats, a stop request from any rank, grids, snapshot and metrics ----
-            if distrib.any_rank(stop.signum is not None, device):
-                stopped_by = signal.Signals(stop.signum).name if stop.signum else "signal on another rank"
-                done = True
+            # ---- tick: a stop request from any rank, progress and stats, grids, snapshot and metrics ----
+            stopped_by = _stop_reason(stop, device)
+            done = done or stopped_by is not None
             tick_stats = _tick_stats(stats, cur_tick, cur_nimg, tick_start_nimg, start_time, tick_start_time,
                                      maintenance_time, augment_pipe, ada, device)  # fmt: skip
             if is_main:
-                logger.write(tick_stats, cur_nimg / 1000)
-                log(_tick_line(tick_stats))
+                _report_tick(tick_stats, cur_nimg, logger, log)
             maintenance_start = time.time()
-            if is_main and (done or (cur_tick > 0 and cur_tick % image_snapshot_ticks == 0)):
+            if is_main and (done or _due(cur_tick, image_snapshot_ticks)):
                 _save_fakes(G_ema, grid_z, grid_c, run_path / f"fakes{cur_nimg // 1000:06d}.png")
-            if done or (cur_tick > 0 and cur_tick % network_snapshot_ticks == 0):
+            if done or _due(cur_tick, network_snapshot_ticks):
                 snap_name = snapshot_name(cur_nimg, fractional=kimg_per_tick < 1)
                 if is_main:  # written once: the metrics below read G_ema, not the file
                     _write_snapshot(run_path / snap_name, G, D, G_ema, augment_pipe, ada, loss, optimizers, recorded,
@@ -347,6 +338,41 @@ def _seed_and_backends(seed: int, cudnn_benchmark: bool) -> None:
     torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.backends.cuda.matmul.allow_tf32 = False  # as NVIDIA: fp32 means fp32 (mixed precision is explicit)
     torch.backends.cudnn.allow_tf32 = False
+
+
+def _start_networks(resume_pkl, G, D, G_ema, augment_pipe, device, log, run_path: Path | None) -> dict | None:
+    """Resume or transfer from `resume_pkl` (when given), then give every rank rank 0's weights; returns the
+    resumed training state (None for a fresh run or a transfer). run_path: where rank 0 writes the transfer report."""
+    report_path = run_path / "transfer_report.txt" if run_path is not None else None  # what a transfer copied
+    state = (
+        None if resume_pkl is None else resume_from(resume_pkl, G, D, G_ema, augment_pipe, device, log, report_path)
+    )
+    for module in (G, D, G_ema, augment_pipe):
+        distrib.broadcast_module(module)
+    return state
+
+
+def _open_logger(run_path: Path, resumed_at: int | None) -> RunLogger:
+    """Rank 0's stats log; TensorBoard hides the events a killed attempt wrote after the snapshot a run resumes."""
+    return RunLogger(run_path, purge_step=resumed_at + 1 if resumed_at is not None else None)
+
+
+def _stop_reason(stop: StopRequest, device) -> str | None:
+    """The signal that asked any rank to stop (checked once per tick: a collective over all ranks), or None."""
+    if not distrib.any_rank(stop.signum is not None, device):
+        return None
+    return signal.Signals(stop.signum).name if stop.signum else "signal on another rank"
+
+
+def _due(cur_tick: int, every_ticks: int) -> bool:
+    """Whether an every-N-ticks task (grid, snapshot) runs at this tick (never at tick 0, as NVIDIA's)."""
+    return cur_tick > 0 and cur_tick % every_ticks == 0
+
+
+def _report_tick(tick_stats: dict, cur_nimg: int, logger: RunLogger, log) -> None:
+    """Rank 0: the tick's stats into stats.jsonl / TensorBoard and its progress line."""
+    logger.write(tick_stats, cur_nimg / 1000)
+    log(_tick_line(tick_stats))
 
 
 def _write_snapshot(path: Path, G, D, G_ema, augment_pipe, ada, loss, optimizers, recorded: dict, **progress) -> None:
