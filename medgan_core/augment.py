@@ -277,8 +277,22 @@ class AugmentPipe(torch.nn.Module):
         if debug_percentile is not None:
             pct = torch.as_tensor(debug_percentile, dtype=mat_dtype, device=device)
 
-        # Pixel blitting and general geometry: one inverse matrix per image, G_inv @ pixel_out = pixel_in,
-        # in pixel units about the image centre (x right, y down).
+        if any(m > 0 for m in (self.xflip, self.rotate90, self.xint, self.scale, self.rotate, self.aniso, self.xfrac)):
+            images = self._apply_geometry(images, self._geometry_matrix(n, width, height, p, pct, ones))
+        if any(m > 0 for m in (self.brightness, self.contrast, self.lumaflip, self.hue, self.saturation)):
+            images = self._apply_color(images, self._color_matrix(n, num_channels, p, pct, ones))
+        if self.imgfilter > 0:
+            images = self._apply_imgfilter(images, p, pct, ones)
+        if self.noise > 0:
+            images = self._apply_noise(images, p, pct, ones)
+        if self.cutout > 0:
+            images = self._apply_cutout(images, p, pct, ones)
+        return images
+
+    def _geometry_matrix(self, n: int, width: int, height: int, p, pct, ones) -> torch.Tensor:
+        """Pixel blitting and general geometry: one inverse matrix per image [N, 3, 3], G_inv @ pixel_out =
+        pixel_in, in pixel units about the image centre (x right, y down)."""
+        device, mat_dtype = ones.device, ones.dtype
         g_inv = torch.eye(3, device=device, dtype=mat_dtype).expand(n, 3, 3)
         if self.xflip > 0:
             i = torch.floor(self._rand([n], ones) * 2)
@@ -323,10 +337,11 @@ class AugmentPipe(torch.nn.Module):
             t = self._select(t, self.xfrac * p, 0, ones, shape=[n, 1])
             t = t if pct is None else torch.full_like(t, float(torch.erfinv(pct * 2 - 1) * self.xfrac_std))
             g_inv = g_inv @ _translate2d(-t[:, 0] * width, -t[:, 1] * height, ones)
-        if any(m > 0 for m in (self.xflip, self.rotate90, self.xint, self.scale, self.rotate, self.aniso, self.xfrac)):
-            images = self._apply_geometry(images, g_inv)
+        return g_inv
 
-        # Colour: one homogeneous matrix per image, C @ [r, g, b, 1] = colour_out.
+    def _color_matrix(self, n: int, num_channels: int, p, pct, ones) -> torch.Tensor:
+        """Colour: one homogeneous matrix per image [N, 4, 4], C @ [r, g, b, 1] = colour_out."""
+        device, mat_dtype = ones.device, ones.dtype
         eye4 = torch.eye(4, device=device, dtype=mat_dtype)
         color = eye4.expand(n, 4, 4)
         luma_axis = torch.tensor([1, 1, 1, 0], device=device, dtype=mat_dtype) / math.sqrt(3)
@@ -364,32 +379,29 @@ class AugmentPipe(torch.nn.Module):
                 else torch.full_like(s, float(torch.exp2(torch.erfinv(pct * 2 - 1) * self.saturation_std)))
             )
             color = (luma_proj + (eye4 - luma_proj) * s) @ color
-        if any(m > 0 for m in (self.brightness, self.contrast, self.lumaflip, self.hue, self.saturation)):
-            images = self._apply_color(images, color)
+        return color
 
-        if self.imgfilter > 0:
-            images = self._apply_imgfilter(images, p, pct, ones)
+    def _apply_noise(self, images: torch.Tensor, p, pct, ones) -> torch.Tensor:
+        """Additive Gaussian noise, sigma ~ |N(0, noise_std)| per image."""
+        n, num_channels, height, width = images.shape
+        sigma = self._randn([n, 1, 1, 1], ones).abs() * self.noise_std
+        sigma = self._select(sigma, self.noise * p, 0, ones, shape=[n, 1, 1, 1])
+        sigma = sigma if pct is None else torch.full_like(sigma, float(torch.erfinv(pct) * self.noise_std))
+        return images + self._randn([n, num_channels, height, width], ones).to(images.dtype) * sigma.to(images.dtype)
 
-        if self.noise > 0:
-            sigma = self._randn([n, 1, 1, 1], ones).abs() * self.noise_std
-            sigma = self._select(sigma, self.noise * p, 0, ones, shape=[n, 1, 1, 1])
-            sigma = sigma if pct is None else torch.full_like(sigma, float(torch.erfinv(pct) * self.noise_std))
-            images = images + self._randn([n, num_channels, height, width], ones).to(images.dtype) * sigma.to(
-                images.dtype
-            )
-
-        if self.cutout > 0:
-            size = torch.full([n, 2, 1, 1, 1], self.cutout_size, device=device, dtype=mat_dtype)
-            size = self._select(size, self.cutout * p, 0, ones, shape=[n, 1, 1, 1, 1])
-            center = self._rand([n, 2, 1, 1, 1], ones)
-            if pct is not None:
-                size, center = torch.full_like(size, self.cutout_size), torch.full_like(center, float(pct))
-            xs = (torch.arange(width, device=device, dtype=mat_dtype).reshape(1, 1, 1, -1) + 0.5) / width
-            ys = (torch.arange(height, device=device, dtype=mat_dtype).reshape(1, 1, -1, 1) + 0.5) / height
-            keep = ((xs - center[:, 0]).abs() >= size[:, 0] / 2) | ((ys - center[:, 1]).abs() >= size[:, 1] / 2)
-            images = images * keep.to(images.dtype)  # keep: [N, 1, H, W]
-
-        return images
+    def _apply_cutout(self, images: torch.Tensor, p, pct, ones) -> torch.Tensor:
+        """Cutout: a square of side cutout_size (fraction of the image) set to 0 at a random centre."""
+        n, _, height, width = images.shape
+        device, mat_dtype = ones.device, ones.dtype
+        size = torch.full([n, 2, 1, 1, 1], self.cutout_size, device=device, dtype=mat_dtype)
+        size = self._select(size, self.cutout * p, 0, ones, shape=[n, 1, 1, 1, 1])
+        center = self._rand([n, 2, 1, 1, 1], ones)
+        if pct is not None:
+            size, center = torch.full_like(size, self.cutout_size), torch.full_like(center, float(pct))
+        xs = (torch.arange(width, device=device, dtype=mat_dtype).reshape(1, 1, 1, -1) + 0.5) / width
+        ys = (torch.arange(height, device=device, dtype=mat_dtype).reshape(1, 1, -1, 1) + 0.5) / height
+        keep = ((xs - center[:, 0]).abs() >= size[:, 0] / 2) | ((ys - center[:, 1]).abs() >= size[:, 1] / 2)
+        return images * keep.to(images.dtype)  # keep: [N, 1, H, W]
 
     # ------------------------------------------------------------------------------------------------------------
 
