@@ -90,8 +90,13 @@ def show_parameters(namespace: dict) -> Parameters:
     their names: the names come from the executed cells that start with '# Parameters' (IPython's `In`).
 
     Call it as `show_parameters(globals())` in the cell after the parameters cell; it returns the table (a dict).
+    Where cells run without history (nbval), the cells' sources come from IPython's source cache instead.
     """
     names = parameter_names(namespace.get("In", []))
+    if not names:  # cells run without history (nbval): IPython still caches every cell's source for tracebacks
+        import linecache
+
+        names = parameter_names("".join(entry[2]) for entry in list(linecache.cache.values()) if len(entry) > 2)
     if not names:
         raise RuntimeError(
             "no executed cell starts with '# Parameters': start the notebook's parameters cell with that comment"
