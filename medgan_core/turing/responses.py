@@ -154,28 +154,8 @@ def load_responses(responses, key=None) -> pd.DataFrame:
     inputs = list(responses) if isinstance(responses, (list, tuple)) else [responses]
     if not inputs:
         raise ValueError("no responses given")
-    rows: list[tuple[int, str, dict[str, str]]] = []  # (line, where, row): where = "line N" or "FILE line N"
     problems: list[str] = []
-    test_of_file: dict[str, str] = {}  # the first file of each test id, when no key gives the test id
-    for item in inputs:
-        source, file_rows, columns = _read_rows(item, "responses")
-        missing = [c for c in ("rater", "image", "answer") if c not in columns]
-        if key_table is None and "truth" not in columns:
-            missing.append("truth")
-        if missing:
-            fix = "responses need columns rater, image, answer (real|fake), optional likert and section"
-            if "truth" in missing:
-                fix += "; pass the answer key (--key KEY.csv) or add a truth column (real|generated)"
-            raise TuringDataError(source, [f"missing column(s) {missing}; found {columns}"], fix)
-        prefix = f"{Path(source).name} " if len(inputs) > 1 else ""
-        wrong_test = _wrong_test(source, file_rows, key_table, test_of_file)
-        if wrong_test:
-            problems.append(wrong_test)
-            continue  # its image ids are another test's: one problem instead of one per row
-        rows += [(line, f"{prefix}line {line}", row) for line, row in file_rows]
-    if len(inputs) > 1:
-        source = f"{len(inputs)} response files"
-
+    rows, source = _read_response_files(inputs, key_table, problems)
     records: list[dict] = []
     first_line: dict[tuple[str, str], str] = {}
     truth_of: dict[str, tuple[str, str]] = {}
@@ -196,37 +176,12 @@ def load_responses(responses, key=None) -> pd.DataFrame:
             )
             continue
         first_line[(rater, image)] = where
-        if key_table is not None:
-            if image not in key_table.index:
-                problems.append(f"{where}: unknown image id {image!r} (not in the answer key)")
-                continue
-            truth, section = key_table.at[image, "truth"], key_table.at[image, "section"]
-            shown, number = row.get("section", ""), key_table.at[image, "section_number"]
-            if shown and number and shown not in (section, number):
-                problems.append(
-                    f"{where}: section {shown!r} for image {image!r}, "
-                    f"but the key puts it in section {number} ({section})"
-                )
-        else:
-            truth, section = row.get("truth", "").lower(), row.get("section", "") or "all"
-            if truth not in TRUTHS:
-                problems.append(f"{where}: truth {row.get('truth', '')!r} is not real|generated")
-            elif image in truth_of and truth_of[image][0] != truth:
-                problems.append(
-                    f"{where}: image {image!r} has truth {truth!r} here but {truth_of[image][0]!r} "
-                    f"on {truth_of[image][1]}"
-                )
-            truth_of.setdefault(image, (truth, where))
+        truth_and_section = _truth_and_section(row, image, where, key_table, truth_of, problems)
+        if truth_and_section is None:
+            continue
+        truth, section = truth_and_section
         records.append(
-            {
-                "rater": rater,
-                "image": image,
-                "answer": answer,
-                "truth": truth,
-                "section": section,
-                "likert": likert,
-                "line": line,
-            }
+            dict(rater=rater, image=image, answer=answer, truth=truth, section=section, likert=likert, line=line)
         )
     problems.extend(_missing_answers(records, key_table))
     if not records and not problems:
@@ -237,6 +192,58 @@ def load_responses(responses, key=None) -> pd.DataFrame:
         )
     table = pd.DataFrame.from_records(records)
     return table.astype({"likert": np.float64})
+
+
+def _read_response_files(inputs: list, key_table: pd.DataFrame | None, problems: list[str]):
+    """All rows of the response files as (line, where, row), where = "line N" or "FILE line N"; and the name of
+    the source for errors. A missing column is an error at once; a file of another test adds one problem."""
+    rows: list[tuple[int, str, dict[str, str]]] = []
+    test_of_file: dict[str, str] = {}  # the first file of each test id, when no key gives the test id
+    for item in inputs:
+        source, file_rows, columns = _read_rows(item, "responses")
+        missing = [c for c in ("rater", "image", "answer") if c not in columns]
+        if key_table is None and "truth" not in columns:
+            missing.append("truth")
+        if missing:
+            fix = "responses need columns rater, image, answer (real|fake), optional likert and section"
+            if "truth" in missing:
+                fix += "; pass the answer key (--key KEY.csv) or add a truth column (real|generated)"
+            raise TuringDataError(source, [f"missing column(s) {missing}; found {columns}"], fix)
+        prefix = f"{Path(source).name} " if len(inputs) > 1 else ""
+        wrong_test = _wrong_test(source, file_rows, key_table, test_of_file)
+        if wrong_test:
+            problems.append(wrong_test)
+            continue  # its image ids are another test's: one problem instead of one per row
+        rows += [(line, f"{prefix}line {line}", row) for line, row in file_rows]
+    if len(inputs) > 1:
+        source = f"{len(inputs)} response files"
+    return rows, source
+
+
+def _truth_and_section(row: dict, image: str, where: str, key_table: pd.DataFrame | None, truth_of: dict,
+                       problems: list[str]) -> tuple[str, str] | None:  # fmt: skip
+    """The truth and section of a response row: from the key (None for an image the key lacks), else from the
+    row's own columns, checked against the rows before it (`truth_of`: image -> (truth, where))."""
+    if key_table is not None:
+        if image not in key_table.index:
+            problems.append(f"{where}: unknown image id {image!r} (not in the answer key)")
+            return None
+        truth, section = key_table.at[image, "truth"], key_table.at[image, "section"]
+        shown, number = row.get("section", ""), key_table.at[image, "section_number"]
+        if shown and number and shown not in (section, number):
+            problems.append(
+                f"{where}: section {shown!r} for image {image!r}, but the key puts it in section {number} ({section})"
+            )
+    else:
+        truth, section = row.get("truth", "").lower(), row.get("section", "") or "all"
+        if truth not in TRUTHS:
+            problems.append(f"{where}: truth {row.get('truth', '')!r} is not real|generated")
+        elif image in truth_of and truth_of[image][0] != truth:
+            problems.append(
+                f"{where}: image {image!r} has truth {truth!r} here but {truth_of[image][0]!r} on {truth_of[image][1]}"
+            )
+        truth_of.setdefault(image, (truth, where))
+    return truth, section
 
 
 def _wrong_test(source: str, rows: list, key_table: pd.DataFrame | None, test_of_file: dict[str, str]) -> str:
