@@ -139,12 +139,46 @@ def run_grid(
     """Submit the grid's runs and (with `wait`) watch them to the end; returns {run name: outcome} with outcome
     'finished', 'failed', 'submitted' (not waited for), 'skipped' (finished before) or 'running' (a job of an
     earlier submission still runs it: two jobs must never share a run folder; `force` submits it anyway)."""
-    from medgan_core.grid.status import run_state
-
     res = res or JobResources()
     runs_root = Path(runs_root)
     write_manifest(runs_root, runs, kind, res)
     executor = make_executor(kind, runs_root / JOBS_FOLDER / "%j", res, gpu_cuda)
+    outcomes = _earlier_outcomes(runs, force, log)
+    todo = [run for run in runs if run.name not in outcomes]
+    limit = len(todo)
+    if kind == "local" and (res.max_parallel or gpu_cuda):  # local GPU runs would share the same devices
+        limit = res.max_parallel or 1
+    jobs = _Submissions(executor, res, log)
+    jobs.submit(todo[:limit])
+    pending = todo[limit:]
+    if not wait:
+        outcomes.update({run.name: "submitted" for run in todo})
+        for run in pending:  # local with a parallel limit: the rest go now (no watcher to feed them)
+            jobs.submit([run])
+        return outcomes
+    while jobs.active:
+        time.sleep(poll_s)
+        retry = []
+        for name, (run, job) in list(jobs.active.items()):
+            if not job.done():
+                continue
+            del jobs.active[name]
+            outcome = _ended(run, job, jobs.attempts[name], retries, log)
+            if outcome == "retry":
+                retry.append(run)
+            else:
+                outcomes[name] = outcome
+        free = max(limit - len(jobs.active) - len(retry), 0)
+        jobs.submit(retry + pending[:free])
+        pending = pending[free:]
+    return outcomes
+
+
+def _earlier_outcomes(runs: list[GridRun], force: bool, log) -> dict[str, str]:
+    """Runs not to submit: 'skipped' (finished before) and 'running' (a job of an earlier submission still runs
+    it; unless `force`)."""
+    from medgan_core.grid.status import run_state
+
     outcomes = {run.name: "skipped" for run in runs if _finished(run)}
     for name in outcomes:
         log(f"[grid] {name}: finished before; not trained again")
@@ -153,61 +187,46 @@ def run_grid(
             outcomes[run.name] = "running"
             log(f"[grid] {run.name}: still running ({Path(run.run_dir) / 'grid-job.json'}); not submitted again. "
                 "If its job is gone (squeue), submit with --force")  # fmt: skip
-    todo = [run for run in runs if run.name not in outcomes]
-    limit = len(todo)
-    if kind == "local" and (res.max_parallel or gpu_cuda):  # local GPU runs would share the same devices
-        limit = res.max_parallel or 1
-    attempts: dict[str, int] = {}
-    active: dict[str, tuple] = {}  # name -> (run, job)
+    return outcomes
 
-    def submit(batch: list[GridRun]) -> None:
+
+class _Submissions:
+    """The grid's jobs in flight (`active`: name -> (run, job)) and how often each run was submitted."""
+
+    def __init__(self, executor, res: JobResources, log) -> None:
+        self.executor, self.res, self.log = executor, res, log
+        self.attempts: dict[str, int] = {}
+        self.active: dict[str, tuple] = {}
+
+    def submit(self, batch: list[GridRun]) -> None:
         if not batch:
             return
         jobs = []
-        with executor.batch():  # one job array on SLURM
+        with self.executor.batch():  # one job array on SLURM
             for run in batch:
-                jobs.append(executor.submit(RunJob(run, res.nodes, res.gpus_per_node)))
+                jobs.append(self.executor.submit(RunJob(run, self.res.nodes, self.res.gpus_per_node)))
         for run, job in zip(batch, jobs):
-            attempts[run.name] = attempts.get(run.name, 0) + 1
-            active[run.name] = (run, job)
-            log(f"[grid] {run.name}: attempt {attempts[run.name]} submitted as job {job.job_id}")
+            self.attempts[run.name] = self.attempts.get(run.name, 0) + 1
+            self.active[run.name] = (run, job)
+            self.log(f"[grid] {run.name}: attempt {self.attempts[run.name]} submitted as job {job.job_id}")
 
-    pending = list(todo)
-    submit(pending[:limit])
-    pending = pending[limit:]
-    if not wait:
-        outcomes.update({run.name: "submitted" for run in todo})
-        for run in pending:  # local with a parallel limit: the rest go now (no watcher to feed them)
-            submit([run])
-        return outcomes
-    while active:
-        time.sleep(poll_s)
-        retry = []
-        for name, (run, job) in list(active.items()):
-            if not job.done():
-                continue
-            del active[name]
-            error = _job_error(job)
-            if error is None and _finished(run):
-                outcomes[name] = "finished"
-                log(f"[grid] {name}: finished")
-                continue
-            tail = log_tail(run.run_dir)
-            what = error or "the job ended without finished.json"
-            if attempts[name] <= retries:
-                log(f"[grid] {name}: attempt {attempts[name]} failed ({_first_line(what)}); retrying, it continues "
-                    f"from its newest snapshot. Log tail:\n{_indent(tail)}")  # fmt: skip
-                retry.append(run)
-            else:
-                outcomes[name] = "failed"
-                log(f"[grid] {name}: FAILED after {attempts[name]} attempt(s) ({_first_line(what)}). Log tail "
-                    f"({Path(run.run_dir) / CONSOLE}):\n{_indent(tail)}")  # fmt: skip
-        free = limit - len(active) - len(retry)
-        batch = retry + pending[: max(free, 0)]
-        pending = pending[max(free, 0) :]
-        if batch:
-            submit(batch)
-    return outcomes
+
+def _ended(run: GridRun, job, attempt: int, retries: int, log) -> str:
+    """What the end of a run's job means: 'finished', 'retry' (the next attempt continues from its newest
+    snapshot) or 'failed' (no attempts left); logs it, with the tail of the run's log on a failure."""
+    error = _job_error(job)
+    if error is None and _finished(run):
+        log(f"[grid] {run.name}: finished")
+        return "finished"
+    tail = log_tail(run.run_dir)
+    what = error or "the job ended without finished.json"
+    if attempt <= retries:
+        log(f"[grid] {run.name}: attempt {attempt} failed ({_first_line(what)}); retrying, it continues "
+            f"from its newest snapshot. Log tail:\n{_indent(tail)}")  # fmt: skip
+        return "retry"
+    log(f"[grid] {run.name}: FAILED after {attempt} attempt(s) ({_first_line(what)}). Log tail "
+        f"({Path(run.run_dir) / CONSOLE}):\n{_indent(tail)}")  # fmt: skip
+    return "failed"
 
 
 def _job_error(job) -> str | None:
