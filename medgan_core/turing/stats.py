@@ -24,8 +24,15 @@ _ALTERNATIVES = ("two-sided", "greater", "less")
 _BATCH = 8192  # Monte Carlo resamples per vectorised batch
 
 
+class _Result:
+    """A result that reads as a plain dict (JSON output, tables)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class PermutationResult:
+class PermutationResult(_Result):
     """A permutation test for a difference in means: statistic = mean(x) - mean(y) (or mean(x - y) if paired)."""
 
     statistic: float
@@ -37,12 +44,9 @@ class PermutationResult:
     alpha: float
     significant: bool
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class CorrelationResult:
+class CorrelationResult(_Result):
     """Pearson's r with its two-sided p-value and a Fisher-z confidence interval at `confidence`."""
 
     r: float
@@ -54,12 +58,9 @@ class CorrelationResult:
     alpha: float
     significant: bool
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class MeanCI:
+class MeanCI(_Result):
     """Mean, sample SD (ddof=1) and a t-based confidence interval of the mean: mean +- t(n-1) * SD / sqrt(n)."""
 
     mean: float
@@ -69,9 +70,6 @@ class MeanCI:
     ci_low: float
     ci_high: float
     method: str = "t-based (Student t with n-1 degrees of freedom)"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def mean_confidence_interval(values, confidence: float = 0.95) -> MeanCI:
