@@ -78,7 +78,7 @@ def write_readme(record: str | Path, command: str, commit: str, threads: int, se
     record = Path(record)
     runs = sorted(p.name for p in record.iterdir() if p.is_dir())
     lines = [
-        f"# Record `{record.name}`",
+        f"# Record `{record.name.removesuffix('.tmp')}`",  # written before the .tmp folder is renamed
         "",
         "Made by `book/records/make_records.sh` from a clean clone of the commit below; never edited by hand.",
         "Regenerate it with the command (it replaces this folder).",
