@@ -283,6 +283,8 @@ def main() -> None:
             results[name]["G+D training step"] = results[name]["G step"] + results[name]["D step with R1"]
             print(f"{name:>7}  {'G+D training step':<20} {results[name]['G+D training step']:8.3f} s")
     print(f"allocator: {os.environ.get('MEDGAN_ALLOCATOR', 'as started')}", flush=True)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs (others' work slows everything)")
     if args.json is not None:
         args.json.write_text(json.dumps(results))
     if "nvidia" in results:
