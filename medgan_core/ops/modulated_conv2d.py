@@ -141,12 +141,12 @@ def modulated_conv2d_bias_act(
             demodulate=demodulate, flip_weight=flip_weight,
         )  # fmt: skip
         return bias_act(y, bias, act=act, gain=gain, clamp=clamp)
-    batch_size, in_channels, height, width = x.shape
-    out_channels, _, kh, kw = weight.shape
-    if x.ndim != 4 or weight.shape[1] != in_channels or tuple(styles.shape) != (batch_size, in_channels):
+    out_channels, in_channels, kh, kw = weight.shape
+    if x.ndim != 4 or x.shape[1] != in_channels or tuple(styles.shape) != (x.shape[0], in_channels):
         raise ValueError(
             f"shapes do not agree: x {tuple(x.shape)}, weight {tuple(weight.shape)}, styles {tuple(styles.shape)}"
         )
+    batch_size, _, height, width = x.shape
     scale = None  # [N, O]: demodulation coefficients times gain
     if demodulate:
         weight_sq = torch.linalg.vector_norm(weight, dim=(2, 3)).square_()  # [O, I], no [O, I, k, k] temporary

@@ -52,3 +52,11 @@ def test_matches_the_composed_ops(case):
             x, weight, styles, bias, noise=noise, act=act, gain=gain, clamp=clamp, overwrite_input=True, **conv
         )
     torch.testing.assert_close(again, got, rtol=0, atol=0)
+
+
+def test_mismatched_shapes_are_reported():
+    x, weight, bias = torch.zeros(2, 5, 4, 4), torch.zeros(3, 5, 3, 3), torch.zeros(3)
+    with torch.no_grad(), pytest.raises(ValueError, match="shapes do not agree"):
+        modulated_conv2d_bias_act(x, weight, torch.zeros(2, 4), bias, padding=1)
+    with torch.no_grad(), pytest.raises(ValueError, match="shapes do not agree"):
+        modulated_conv2d_bias_act(x[0], weight, torch.zeros(2, 5), bias, padding=1)
