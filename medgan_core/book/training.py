@@ -68,7 +68,7 @@ def chapter_run(params: dict) -> RunDirectory:
 
 
 def run_summary(run: RunDirectory) -> pd.DataFrame:
-    """One-row table: images, resolution, network width, kimg trained, wall time, speed, final augment p."""
+    """The run in one column: resolution, network width, kimg trained, wall time, speed, final augment p."""
     options, stats = run.options(), run.stats()
     config = run.config()
     g_kwargs = config.get("G_kwargs", {})
@@ -87,7 +87,7 @@ def run_summary(run: RunDirectory) -> pd.DataFrame:
             }
         ],
         index=[run.name],
-    )
+    ).T
 
 
 def loss_figure(run: RunDirectory, target: float = 0.6):
@@ -132,7 +132,7 @@ def progress_figure(run: RunDirectory, columns: int = 4):
     for ax, path in zip(axes[0], grids):
         with Image.open(path) as image:
             ax.imshow(np.asarray(image)[: columns * side, : columns * side].squeeze(), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{int(path.stem[5:]) / 1000:g} kimg", fontsize=8)
+        ax.set_title(f"{int(path.stem[5:])} kimg", fontsize=8)  # fakes<kimg>.png, NVIDIA's integer kimg
         ax.axis("off")
     return fig
 

@@ -102,12 +102,12 @@ def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8,
     order = np.argsort(alone)[::-1][:top]
     table = pd.DataFrame(
         {
-            "feature": [names[i] for i in order],
-            "varies over the real set": varies[order],
-            "generated mean, in real SDs from the real mean": [f"{v:.3g}" for v in shift[order]],
-            "generated SD / real SD": [f"{v:.3g}" for v in spread[order]],
-            "share of the features' 1-D distances": (alone[order] / alone.sum()).round(3),
-        }
+            "varies over reals": varies[order],
+            "mean shift (real SDs)": [f"{v:.3g}" for v in shift[order]],
+            "SD ratio": [f"{v:.3g}" for v in spread[order]],
+            "share": (alone[order] / alone.sum()).round(3),  # of the sum of the features' 1-D distances
+        },
+        index=pd.Index([names[i] for i in order], name="feature"),
     )
     summary = pd.Series({
         "log d_F^2, all finite features (frd-score's FRD)": math.log(everything),

@@ -137,8 +137,8 @@ def test_records_collect_readme_and_note(tmp_path):
 def test_training_chapter_reads_a_run(tmp_path):
     run = write_run(tmp_path / "mni-64", [2.0, 1.8, 1.6], metric_values=[9.0, 7.5, 6.0], resolution=64)
     summary = training.run_summary(run)
-    assert summary.loc["mni-64", "resolution"] == 64 and summary.loc["mni-64", "kimg trained"] == 1.5
-    assert summary.loc["mni-64", "wall time (min)"] == 3.0
+    assert summary.loc["resolution", "mni-64"] == 64 and summary.loc["kimg trained", "mni-64"] == 1.5
+    assert summary.loc["wall time (min)", "mni-64"] == 3.0
     table = training.metric_table(run)
     assert list(table["frd256"]) == [9.0, 7.5, 6.0] and list(table.index) == [1.0, 2.0, 3.0]
     assert training.metric_figure(run) is not None and training.loss_figure(run) is not None
