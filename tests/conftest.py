@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ import torch
 # choice when it is first imported (torch._dynamo imports it), so the switch is set before any test module loads.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# `medgan prep` creates a naming key in $XDG_CONFIG_HOME/medgan when none is given: the tests (and the processes
+# they start) get a throw-away config folder, never the user's own.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="medgan-test-config-")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("MEDGAN_SHARED", REPO_ROOT.parent / "shared"))

@@ -29,7 +29,14 @@ def experiment_of(name: str) -> int:
 
 def train_ablation(params: dict, log=print) -> Path:
     """Train the experiments x seeds of the chapter's parameters into `runs_root` (finished runs are kept)."""
-    from medgan_core.book.demo import export_for_transfer, prepare_slices, run_name, train, write_ct_phantom
+    from medgan_core.book.demo import (
+        export_for_transfer,
+        phantom_key,
+        prepare_slices,
+        run_name,
+        train,
+        write_ct_phantom,
+    )
     from medgan_core.book.display import int_list
     from medgan_core.book.paper import experiment_options
     from medgan_core.book.training import TRAIN_OPTION_NAMES, training_metrics, training_set_of
@@ -45,7 +52,8 @@ def train_ablation(params: dict, log=print) -> Path:
     if source is None and any(EXPERIMENTS[k]["transfer"] for k in experiments):
         source_data = Path(params["source_data"])
         if not source_data.is_dir():  # the data chapter writes it; made here when the chapter runs alone
-            prepare_slices("liver-ct", source_data, src=write_ct_phantom(Path(params["work"]) / "ct-phantom"))
+            phantom = write_ct_phantom(Path(params["work"]) / "ct-phantom")
+            prepare_slices("liver-ct", source_data, src=phantom, key_file=phantom_key(phantom))
         source_set = training_set_of(dict(params, data=str(source_data)))
         options = dict(common, kimg=params["source_kimg"], seed=0, aug="noaug", metrics="none")
         source_run = RunDirectory.open(train(root / "transfer-source", source_set, **options))

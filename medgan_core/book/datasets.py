@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from medgan_core.book.demo import prepare_slices, write_ct_phantom
+from medgan_core.book.demo import phantom_key, prepare_slices, write_ct_phantom
 from medgan_core.evaluation.images import load_images
 
 
@@ -52,7 +52,7 @@ def phantom_and_samples(work, n_samples: int):
 
     work = Path(work)
     phantom = write_ct_phantom(work / "ct-phantom")
-    ct_report = prepare_slices("liver-ct", work / "liver-ct-phantom", src=phantom)
+    ct_report = prepare_slices("liver-ct", work / "liver-ct-phantom", src=phantom, key_file=phantom_key(phantom))
     masks = sorted((phantom / "masks").iterdir())
     liver = sum(int((np.asarray(nib.load(p).dataobj) == 1).any(axis=(0, 1)).sum()) for p in masks)
     dicom_report = prepare_slices("pydicom-samples", work / "pydicom-samples")

@@ -15,12 +15,26 @@ from PIL import Image
 from medgan_core.utils.io import save_png
 
 
-def prepare_slices(recipe: str, out, src=None, progress: bool = False):
-    """Run preprocessing recipe `recipe` (a manifest name) into `out`; returns the PrepReport (reruns skip work)."""
+def prepare_slices(recipe: str, out, src=None, progress: bool = False, key_file=None):
+    """Run preprocessing recipe `recipe` (a manifest name) into `out`; returns the PrepReport (reruns skip work).
+    `key_file`: the naming key (default as `medgan prep`: $MEDGAN_KEY_FILE, else ~/.config/medgan/naming.key)."""
     from medgan_core.data.pipeline import run_prep
     from medgan_core.data.recipes import Recipe
 
-    return run_prep(Recipe.from_name(recipe), src, out, workers=1, progress=progress)
+    return run_prep(Recipe.from_name(recipe), src, out, workers=1, progress=progress, key_file=key_file)
+
+
+def phantom_key(phantom) -> Path:
+    """The synthetic phantom's own naming key, `<phantom>.naming.key` beside it (created when missing).
+
+    The phantom holds no patient, so its key protects nothing; it keeps the book from creating a key in the
+    reader's ~/.config (and from printing that path on a page)."""
+    from medgan_core.data.naming import create_key_file
+
+    path = Path(f"{Path(phantom)}.naming.key")
+    if not path.is_file():
+        create_key_file(path)
+    return path
 
 
 def write_ct_phantom(root, cases: int = 2) -> Path:

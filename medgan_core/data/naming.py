@@ -75,7 +75,7 @@ def resolve_key(key_file: str | Path | None, out: str | Path, public_sources: bo
                 f"unset both to use {default_key_path()} (created when missing)"
             )
         try:
-            _create_key_file(path)
+            create_key_file(path)
         except OSError as exc:
             raise ValueError(f"cannot create naming key {path} ({exc}); give one with --key-file") from None
         created = True
@@ -88,7 +88,8 @@ def resolve_key(key_file: str | Path | None, out: str | Path, public_sources: bo
     return NamingKey(secret, path, created)
 
 
-def _create_key_file(path: Path) -> None:
+def create_key_file(path: Path) -> None:
+    """Write a new key of 32 random bytes (hex) to `path`, readable by its owner only; refuses to overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
