@@ -44,9 +44,11 @@ train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run, its console 
         --data "$data" --device cpu --workers 0 --allocator tuned "$@" > "$run_dir/log.txt" 2>&1 || status=$?
     # 124: stopped by the time budget (SIGINT; the trainer wrote a last snapshot), anything else is a failure
     if [ "$status" != 0 ] && [ "$status" != 124 ]; then tail -20 "$run_dir/log.txt"; exit 1; fi
+    if [ "$status" = 124 ]; then STOPPED_BY_BUDGET=1; fi
 }
 
 TIMEOUT_PREFIX=()
+STOPPED_BY_BUDGET=0
 START=$(date +%s)
 medgan prep mni-brain --out "$WORK/data/mni-brain" --no-progress
 COMMON=(--batch 8 --beta1 0.9 --fp32 --map 2 --metrics frd256)
@@ -65,8 +67,11 @@ case "$NAME" in
         "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights
         NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
 channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. Trained $REACHED of the $KIMG kimg asked
-for${MEDGAN_RECORD_MINUTES:+ within the time budget of $MEDGAN_RECORD_MINUTES minutes (then stopped by SIGINT: the trainer wrote a last
-snapshot and its metrics; see log.txt)}."
+for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES minutes}."
+        if [ "$STOPPED_BY_BUDGET" = 1 ]; then
+            NOTE="$NOTE The budget ran out: training was stopped by SIGINT, and the trainer wrote a last snapshot and
+its metrics (see log.txt)."
+        fi
         ;;
     ablation)
         KIMG="${MEDGAN_RECORD_KIMG:-4}"
