@@ -64,7 +64,7 @@ case "$NAME" in
         train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 \
             --gamma 0.1 --kimg "$KIMG" --tick 1 --snap 5 --aug ada --mirror --seed 0
         REACHED="$("$PY" -c 'import json, sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])["Progress/kimg"]["mean"], 1))' "$WORK/runs/mni-64/stats.jsonl")"
-        "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights
+        "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights --work "$WORK"
         NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
 channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. Trained $REACHED of the $KIMG kimg asked
 for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES minutes}."
@@ -86,7 +86,8 @@ its metrics (see log.txt)."
             --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
         "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
             "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
-        "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only
+        "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only \
+            --work "$WORK"
         for seed in $SEEDS; do
             for exp in 1 2 3 4; do
                 case "$exp" in
@@ -98,7 +99,7 @@ its metrics (see log.txt)."
                 run="exp$exp-seed$seed"
                 train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
                     --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
-                "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only
+                "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
             done
         done
         NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,

@@ -44,15 +44,29 @@ def export_g_ema(snapshot: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def collect(run_dir: str | Path, dest: str | Path, weights: bool = False, all_grids: bool = True) -> Path:
-    """Copy a finished run's own files into `dest` (the final grid only unless `all_grids`)."""
+def collect(
+    run_dir: str | Path,
+    dest: str | Path,
+    weights: bool = False,
+    all_grids: bool = True,
+    work: str | Path | None = None,
+) -> Path:
+    """Copy a finished run's own files into `dest` (the final grid only unless `all_grids`).
+
+    `work`: the record's scratch folder; in the text files it is written as `$MEDGAN_RECORD_WORK`, so a record
+    holds no path of the machine that made it."""
     run_dir, dest = Path(run_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     grids = sorted(run_dir.glob("fakes[0-9]*.png"))
     names = [p.name for p in (grids if all_grids else grids[-1:])] + list(KEEP)
     names += [p.name for p in sorted(run_dir.glob("metric-*.jsonl"))]
     for name in names:
-        if (run_dir / name).is_file():
+        if not (run_dir / name).is_file():
+            continue
+        if work is not None and name.endswith((".txt", ".json", ".jsonl")):
+            text = (run_dir / name).read_text(encoding="utf-8")
+            (dest / name).write_text(text.replace(str(work), "$MEDGAN_RECORD_WORK"), encoding="utf-8")
+        else:
             shutil.copy2(run_dir / name, dest / name)
     if weights:
         export_g_ema(final_snapshot(run_dir), dest / "G_ema.safetensors")
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("dest")
     c.add_argument("--weights", action="store_true")
     c.add_argument("--final-grid-only", action="store_true")
+    c.add_argument("--work", help="the record's scratch folder, written as $MEDGAN_RECORD_WORK in text files")
     r = sub.add_parser("readme")
     r.add_argument("record")
     r.add_argument("--command", required=True)
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--note", default="")
     args = parser.parse_args(argv)
     if args.what == "collect":
-        collect(args.run_dir, args.dest, weights=args.weights, all_grids=not args.final_grid_only)
+        collect(args.run_dir, args.dest, weights=args.weights, all_grids=not args.final_grid_only, work=args.work)
     else:
         write_readme(args.record, args.command, args.commit, args.threads, args.seconds, args.note)
     return 0

@@ -1,0 +1,23 @@
+"""A collected record holds no path of the machine that made it: the scratch folder becomes $MEDGAN_RECORD_WORK."""
+
+from __future__ import annotations
+
+import json
+
+from medgan_core.book.records import collect
+
+
+def test_collect_writes_the_scratch_folder_as_a_variable(tmp_path):
+    work = tmp_path / "scratch"
+    run = work / "runs" / "exp1-seed0"
+    run.mkdir(parents=True)
+    (run / "log.txt").write_text(f"Run folder: {run}\ndata {work}/data/mni.zip\n", encoding="utf-8")
+    (run / "training_options.json").write_text(json.dumps({"run_dir": str(run)}), encoding="utf-8")
+    (run / "fakes000001.png").write_bytes(b"\x89PNG not really")
+    dest = collect(run, tmp_path / "record" / "exp1-seed0", all_grids=False, work=work)
+    log = (dest / "log.txt").read_text(encoding="utf-8")
+    assert str(tmp_path) not in log
+    assert log == "Run folder: $MEDGAN_RECORD_WORK/runs/exp1-seed0\ndata $MEDGAN_RECORD_WORK/data/mni.zip\n"
+    options = json.loads((dest / "training_options.json").read_text(encoding="utf-8"))
+    assert options == {"run_dir": "$MEDGAN_RECORD_WORK/runs/exp1-seed0"}
+    assert (dest / "fakes000001.png").read_bytes() == b"\x89PNG not really"
