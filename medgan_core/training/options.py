@@ -18,7 +18,7 @@ GPU is the preset batch over its 8 reference GPUs unless --batch or --batch-gpu 
 betas (--beta1, 0.99), eps 1e-8; channel_max 512; style mixing 0.9; path length weight 2 every 4 G steps; R1
 every 16 D steps; mixed precision in the 4 highest resolutions (conv_clamp 256) unless --fp32; G's fused
 modconv for inference only; ADA (--aug, --target, --augpipe), p moving by 1 in 500 kimg (100 after a resume,
-which also drops the EMA ramp-up).
+which also drops the EMA ramp-up; --ada-kimg sets it).
 """
 
 from __future__ import annotations
@@ -91,6 +91,12 @@ class TrainOptions:
     p: float = _option(0.2, "Augment probability for --aug fixed.", type=click.FloatRange(0, 1))
     target: float = _option(0.6, "ADA target for the mean sign of D's real logits.", type=click.FloatRange(0, 1))
     augpipe: str = _option("bgc", "Augmentation preset.", type=click.Choice(list(augpipe_specs)))
+    ada_kimg: float | None = _option(
+        None,
+        "ADA speed: kimg for p to move by 1 (default 500, 100 after a resume; a short run on a small set needs "
+        "less, or p cannot catch up with D).",
+        type=click.FloatRange(min=0, min_open=True),
+    )
     resume: str | None = _option(
         None,
         "Our snapshot (continue its run), a network pickle or checkpoint (transfer learning), or auto "
@@ -279,7 +285,7 @@ def build_config(opts: TrainOptions, num_channels: int, resolution: int, label_d
         augment_p=o.p if o.aug == "fixed" else 0.0,
         ada_target=o.target if o.aug == "ada" else None,
         ada_interval=4,
-        ada_kimg=500 if fresh else 100,
+        ada_kimg=o.ada_kimg or (500 if fresh else 100),
         resume_pkl=o.continue_from or o.resume,  # a continuation (--auto-resume) keeps the run's own settings
         cudnn_benchmark=not o.nobench,
         device=o.device,  # medgan: auto, cpu or cuda

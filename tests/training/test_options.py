@@ -62,6 +62,7 @@ def test_paper_options_and_resume_adjustments():
     assert c["ema_kimg"] == pytest.approx(20) and c["ema_rampup"] is None and c["ada_kimg"] == 100
     assert c["augment_p"] == 0.3 and c["ada_target"] is None and c["metrics"] == []
     assert config_for(aug="noaug")["augment_kwargs"] is None
+    assert config_for(ada_kimg=20)["ada_kimg"] == 20 and config_for(resume="x.pkl", ada_kimg=5)["ada_kimg"] == 5
 
 
 def test_batch_checks():
