@@ -75,13 +75,14 @@ its metrics (see log.txt)."
         fi
         ;;
     ablation)
-        KIMG="${MEDGAN_RECORD_KIMG:-4}"
+        KIMG="${MEDGAN_RECORD_KIMG:-15}"
         SEEDS="${MEDGAN_RECORD_SEEDS:-0 1 2}"
         DATA="$(zip_of "$WORK/data/mni-brain" 32)"
         # Transfer source: FFHQ cannot be downloaded offline, so a short run on another embedded modality (the
         # synthetic liver CT phantom's slices) stands in; its networks are exported without training state.
         "$PY" -c 'import sys; from medgan_core.book.demo import write_ct_phantom as w; w(sys.argv[1])' "$WORK/data/phantom"
-        medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --no-progress
+        KEY="$("$PY" -c 'import sys; from medgan_core.book.demo import phantom_key; print(phantom_key(sys.argv[1]))' "$WORK/data/phantom")"
+        medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --key-file "$KEY" --no-progress
         SOURCE_DATA="$(zip_of "$WORK/data/liver-ct" 32)"
         train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 \
             --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
@@ -94,8 +95,8 @@ its metrics (see log.txt)."
                 case "$exp" in
                     1) opts=(--aug noaug) ;;
                     2) opts=(--aug noaug --resume "$WORK/source-networks.safetensors") ;;
-                    3) opts=(--aug ada --mirror) ;;
-                    4) opts=(--aug ada --mirror --resume "$WORK/source-networks.safetensors") ;;
+                    3) opts=(--aug ada --ada-kimg 10 --mirror) ;;
+                    4) opts=(--aug ada --ada-kimg 10 --mirror --resume "$WORK/source-networks.safetensors") ;;
                 esac
                 run="exp$exp-seed$seed"
                 train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
@@ -104,7 +105,8 @@ its metrics (see log.txt)."
             done
         done
         NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,
-both) x seeds $SEEDS, $KIMG kimg each, FRD of 64 generated images (frd64) on the final snapshot. Transfer source: the synthetic liver CT
+both) x seeds $SEEDS, $KIMG kimg each, FRD of 64 generated images (frd64) on the final snapshot. ADA's p may move by
+1 in 10 kimg (NVIDIA's 500 would leave it near 0 in a run this short). Transfer source: the synthetic liver CT
 phantom (FFHQ is not available offline)."
         ;;
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;
