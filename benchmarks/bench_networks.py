@@ -11,6 +11,9 @@ weights, and print the ratios (NVIDIA time / our time: above 1 means ours is fas
 The floor (issue 18): G's convolutions as plain dense `conv2d` / `conv_transpose2d` calls with the weights
 already modulated (`conv_floor`), timed in the same process, interleaved with G; `G inference / floor` says how
 close generation comes to what its convolutions cost on this machine (target <= 1.3; NVIDIA / ours >= 1.5).
+Our G is timed as `medgan generate` and the metrics call it (inside `utils.heap.heap_reuse`, which keeps glibc from
+page-faulting fresh buffers; a no-op under the tuned allocator) and as a bare call; the floor runs inside
+`heap_reuse` too (its best case); NVIDIA's G as its gen_images.py calls it.
 
 The allocator (issue 4): glibc's default allocator page-faults gigabytes of fresh memory per CPU step, and
 `medgan train` runs with a tuned glibc by default (medgan_core/training/allocator.py). glibc reads its settings
@@ -39,6 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from medgan_core.networks import Discriminator, Generator
+from medgan_core.utils.heap import heap_reuse, heap_reuse_reason
+
+BENCH_MARKER = "MEDGAN_BENCH_ALLOCATOR"
 
 
 def network_kwargs(resolution: int, channels: int) -> tuple[dict, dict]:
@@ -86,9 +92,11 @@ def interleaved_medians(tasks: dict[str, Callable], repeats: int, warmup: int) -
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def g_inference(G, z, c):
+def g_inference(G, z, c, reuse_heap: bool = False):
+    """One G call without autograd; reuse_heap: inside `heap_reuse`, as `medgan generate` and the metrics call G."""
+
     def run():
-        with torch.no_grad():
+        with heap_reuse(enabled=reuse_heap), torch.no_grad():
             G(z, c, noise_mode="const")
 
     return run
@@ -128,7 +136,7 @@ def conv_floor(G, batch: int, memory_format: torch.memory_format) -> Callable:
                 calls.append((F.conv2d, inputs[shape], weight, dict(padding=weight.shape[-1] // 2)))
 
     def run():
-        with torch.no_grad():
+        with heap_reuse(), torch.no_grad():  # the floor at its best: output buffers reused as in medgan's G calls
             for conv, x, weight, kwargs in calls:
                 conv(x, weight, **kwargs)
 
@@ -173,6 +181,7 @@ def load_nvidia(nvidia_src: Path):
 
 def compare_allocators(choices: list[str]) -> None:
     """Run this benchmark once per allocator in a fresh process; print the figures and cross ratios."""
+    from medgan_core.training.allocator import MARKER as ALLOCATOR_MARKER
     from medgan_core.training.allocator import allocator_env
 
     figures: dict[str, dict[str, dict[str, float]]] = {}
@@ -180,6 +189,7 @@ def compare_allocators(choices: list[str]) -> None:
         for choice in choices:
             out = Path(tmp) / f"{choice}.json"
             env = allocator_env(choice, base={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
+            env[BENCH_MARKER] = env.pop(ALLOCATOR_MARKER)  # a process `medgan train` did not start: heap_reuse acts
             print(f"--- allocator {choice}", flush=True)
             # the same options; the later, empty --compare-allocators makes the child time instead of recursing
             command = [sys.executable, __file__, *sys.argv[1:], "--compare-allocators", "", "--json", str(out)]
@@ -259,13 +269,18 @@ def main() -> None:
         print(f"same weights, G output max |ours - nvidia| = {(ours - theirs).abs().max().item():.2e}")
 
     results: dict[str, dict[str, float]] = {name: {} for name in nets}
-    inference = {name: g_inference(G, z, c) for name, (G, D) in nets.items()}
+    # ours as `medgan generate` / the metrics run G (heap reuse), and the bare call; NVIDIA's as gen_images.py runs it
+    inference = {name: g_inference(G, z, c, reuse_heap=name == "medgan") for name, (G, D) in nets.items()}
     G_ours = nets["medgan"][0]
+    inference["medgan bare"] = g_inference(G_ours, z, c)
     inference["floor"] = conv_floor(G_ours, args.batch, torch.channels_last)
     medians = interleaved_medians(inference, repeats, max(warmup, 1))
+    print(f"heap reuse: {heap_reuse_reason() or 'on'} (medgan's generation and the floor; not the bare call, not NVIDIA)")
     for name in nets:
         results[name]["G inference"] = medians[name]
         print(f"{name:>7}  G inference          {medians[name]:8.3f} s", flush=True)
+    results["medgan bare"] = {"G inference": medians["medgan bare"]}
+    print(f" medgan  G inference, bare call {medians['medgan bare']:8.3f} s", flush=True)
     results["floor"] = {"G inference": medians["floor"]}
     print(f"  floor  G's convolutions, dense   {medians['floor']:8.3f} s", flush=True)
     print(f"ratio medgan G inference / floor      {medians['medgan'] / medians['floor']:6.2f}x  (target <= 1.3)")
@@ -282,7 +297,7 @@ def main() -> None:
         for name in nets:  # a whole iteration: the G phase plus the D phase
             results[name]["G+D training step"] = results[name]["G step"] + results[name]["D step with R1"]
             print(f"{name:>7}  {'G+D training step':<20} {results[name]['G+D training step']:8.3f} s")
-    print(f"allocator: {os.environ.get('MEDGAN_ALLOCATOR', 'as started')}", flush=True)
+    print(f"allocator: {os.environ.get(BENCH_MARKER, os.environ.get('MEDGAN_ALLOCATOR', 'as started'))}", flush=True)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs (others' work slows everything)")
     if args.json is not None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medgan_core.utils.heap import heap_reuse
 from medgan_core.utils.images import image_grid as image_grid  # re-exported: notebooks and the CLI use it here
 from medgan_core.utils.images import images_to_uint8 as to_uint8  # NVIDIA's mapping, [N, C, H, W] -> [N, H, W, C]
 
@@ -75,7 +76,8 @@ def generate_images(
     generator seeded with the batch's first seed, so that too repeats (for the same batch size).
     For an unconditional network class_idx is ignored; for a conditional one it is required.
     G is moved to `device` (as NVIDIA's scripts do) and called as is (use an eval-mode G_ema), without autograd, so
-    on the CPU it takes the fast inference path. batch_size None: `generator_batch_size(G, device)`.
+    on the CPU it takes the fast inference path, with freed buffers kept for reuse (`utils.heap.heap_reuse`).
+    batch_size None: `generator_batch_size(G, device)`.
     """
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -85,16 +87,19 @@ def generate_images(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     seeds = [int(seed) for seed in seeds]
     G = G.to(device)
+    on_cuda = torch.device(device).type == "cuda"
     outputs = []
     starts = range(0, len(seeds), batch_size)
-    for start in tqdm(starts, desc="generate", unit="batch", disable=not progress):
-        batch = seeds[start : start + batch_size]
-        z = torch.from_numpy(np.concatenate([seed_to_z(seed, G.z_dim) for seed in batch])).to(device)
-        c = class_labels(G.c_dim, class_idx, len(batch)).to(device)
-        with torch.random.fork_rng(devices=[torch.device(device)] if torch.device(device).type == "cuda" else []):
-            torch.manual_seed(batch[0])
-            images = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-        outputs.append(to_uint8(images))
+    with heap_reuse(enabled=not on_cuda):  # large CPU buffers reused between calls, not page-faulted anew
+        for start in tqdm(starts, desc="generate", unit="batch", disable=not progress):
+            batch = seeds[start : start + batch_size]
+            z = torch.from_numpy(np.concatenate([seed_to_z(seed, G.z_dim) for seed in batch])).to(device)
+            c = class_labels(G.c_dim, class_idx, len(batch)).to(device)
+            with torch.random.fork_rng(devices=[torch.device(device)] if on_cuda else []):
+                torch.manual_seed(batch[0])
+                images = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                           noise_mode=noise_mode)  # fmt: skip
+            outputs.append(to_uint8(images))
     if not outputs:
         return np.zeros([0, G.img_resolution, G.img_resolution, G.img_channels], dtype=np.uint8)
     return np.concatenate(outputs)

@@ -114,3 +114,23 @@ def test_batch_size_chosen_for_the_device():
     assert generator_batch_size(small, "cpu") == 32
     images = generate_images(small, list(range(40)))  # default batch: two calls of 32 and 8
     assert images.shape == (40, 1, 1, 1) and [len(z) for z, _, _ in small.calls] == [32, 8]
+
+
+def test_cpu_generation_reuses_the_heap_and_cuda_does_not(monkeypatch):
+    import contextlib
+
+    import medgan_core.generate as generate
+
+    blocks = []
+
+    @contextlib.contextmanager
+    def spy(enabled=True):
+        blocks.append(enabled)
+        yield enabled
+
+    monkeypatch.setattr(generate, "heap_reuse", spy)
+    generate_images(ConstantGenerator([0.5, -0.5]), [0, 1], batch_size=2)
+    assert blocks == [True]
+    if torch.cuda.is_available():
+        generate_images(ConstantGenerator([0.5, -0.5]).cuda(), [0, 1], batch_size=2, device="cuda")
+        assert blocks == [True, False]

@@ -42,6 +42,7 @@ from medgan_core.metrics.fid import fid_from_stats
 from medgan_core.metrics.inception_score import inception_score
 from medgan_core.metrics.kid import kernel_inception_distance
 from medgan_core.metrics.precision_recall import precision_recall
+from medgan_core.utils.heap import heap_reuse
 from medgan_core.utils.io import atomic_write
 
 METRICS: dict[str, str] = {
@@ -345,7 +346,8 @@ def calc_metric(
     if mirror:
         kwargs["mirror"] = True
     start = time.time()
-    results = function(**kwargs)
+    with heap_reuse(enabled=kwargs["device"].type == "cpu"):  # generation and detector buffers reused on the CPU
+        results = function(**kwargs)
     total_time = time.time() - start
     sized = _parse_sized(metric) if metric not in METRICS else None
     default_num_gen = sized["num"] if sized else None
