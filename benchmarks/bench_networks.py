@@ -275,7 +275,8 @@ def main() -> None:
     inference["medgan bare"] = g_inference(G_ours, z, c)
     inference["floor"] = conv_floor(G_ours, args.batch, torch.channels_last)
     medians = interleaved_medians(inference, repeats, max(warmup, 1))
-    print(f"heap reuse: {heap_reuse_reason() or 'on'} (medgan's generation and the floor; not the bare call, not NVIDIA)")
+    reuse = heap_reuse_reason() or "on"
+    print(f"heap reuse: {reuse} (medgan's generation and the floor; not the bare call, not NVIDIA)")
     for name in nets:
         results[name]["G inference"] = medians[name]
         print(f"{name:>7}  G inference          {medians[name]:8.3f} s", flush=True)

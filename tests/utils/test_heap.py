@@ -1,4 +1,4 @@
-"""heap_reuse: glibc's own accounting (mallinfo2) shows where a large buffer comes from inside and outside the block."""
+"""heap_reuse: glibc's own accounting (mallinfo2) shows where a large buffer comes from inside and after the block."""
 
 import ctypes
 import os
@@ -13,8 +13,8 @@ BUFFER_MB = 96  # above glibc's largest dynamic mmap threshold (32 MiB): as is, 
 
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"  # glibc's struct mallinfo2
+    _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
 
 
 def mmapped_bytes_while_holding_a_buffer() -> int:
