@@ -49,8 +49,9 @@ EXPERIMENTS = {
 }
 
 
-def experiment_options(number: int, transfer_source: str | None) -> dict:
-    """`medgan train` options of experiment `number`: --resume for transfer, --mirror and --aug ada for augment."""
+def experiment_options(number: int, transfer_source: str | None, ada_kimg: float | None = None) -> dict:
+    """`medgan train` options of experiment `number`: --resume for transfer, --mirror and --aug ada for augment
+    (with --ada-kimg when given; None keeps NVIDIA's ADA speed)."""
     spec = EXPERIMENTS[number]
     if spec["transfer"] and transfer_source is None:
         raise ValueError(f"experiment {spec['name']} needs a network to transfer from")
@@ -58,4 +59,5 @@ def experiment_options(number: int, transfer_source: str | None) -> dict:
         resume=transfer_source if spec["transfer"] else None,
         mirror=spec["augment"],
         aug="ada" if spec["augment"] else "noaug",
+        ada_kimg=ada_kimg if spec["augment"] else None,
     )
