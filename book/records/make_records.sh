@@ -62,12 +62,14 @@ case "$NAME" in
         [ -n "${MEDGAN_RECORD_MINUTES:-}" ] && BUDGET=(timeout --signal=INT --kill-after=20m "${MEDGAN_RECORD_MINUTES}m")
         TIMEOUT_PREFIX=("${BUDGET[@]}")
         train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 \
-            --gamma 0.1 --kimg "$KIMG" --tick 1 --snap 5 --aug ada --ada-kimg 20 --mirror --seed 0
+            --gamma 0.1 --kimg "$KIMG" --tick 1 --snap 5 --aug ada --augpipe bg --ada-kimg 20 --mirror --seed 0
         REACHED="$("$PY" -c 'import json, sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])["Progress/kimg"]["mean"], 1))' "$WORK/runs/mni-64/stats.jsonl")"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights --work "$WORK"
         NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
-channels, 2 mapping layers), ADA + x-flips (p may move by 1 in 20 kimg: at NVIDIA's 500, D wins this short run
-on 123 slices before p catches up), FRD (frd256) at every snapshot. Trained $REACHED of the $KIMG kimg asked
+channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. ADA's p may move by 1 in 20 kimg (at
+NVIDIA's 500, D wins this short run on 123 slices before p catches up), with the geometric transforms only
+(--augpipe bg): the colour ones include lumaflip, which inverts a grey image, and at p ~ 0.4 the generator began
+to draw inverted slices (white background; NVlabs/stylegan2-ada-pytorch issue 315). Trained $REACHED of the $KIMG kimg asked
 for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES minutes}."
         if [ "$STOPPED_BY_BUDGET" = 1 ]; then
             NOTE="$NOTE The budget ran out: training was stopped by SIGINT, and the trainer wrote a last snapshot and
@@ -95,8 +97,9 @@ its metrics (see log.txt)."
                 case "$exp" in
                     1) opts=(--aug noaug) ;;
                     2) opts=(--aug noaug --resume "$WORK/source-networks.safetensors") ;;
-                    3) opts=(--aug ada --ada-kimg 10 --mirror) ;;
-                    4) opts=(--aug ada --ada-kimg 10 --mirror --resume "$WORK/source-networks.safetensors") ;;
+                    3) opts=(--aug ada --augpipe bg --ada-kimg 10 --mirror) ;;
+                    4) opts=(--aug ada --augpipe bg --ada-kimg 10 --mirror
+                             --resume "$WORK/source-networks.safetensors") ;;
                 esac
                 run="exp$exp-seed$seed"
                 train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
@@ -106,7 +109,8 @@ its metrics (see log.txt)."
         done
         NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,
 both) x seeds $SEEDS, $KIMG kimg each, FRD of 64 generated images (frd64) on the final snapshot. ADA's p may move by
-1 in 10 kimg (NVIDIA's 500 would leave it near 0 in a run this short). Transfer source: the synthetic liver CT
+1 in 10 kimg (NVIDIA's 500 would leave it near 0 in a run this short), geometric transforms only (--augpipe bg, as
+in chapter 2: lumaflip inverts grey images). Transfer source: the synthetic liver CT
 phantom (FFHQ is not available offline)."
         ;;
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;

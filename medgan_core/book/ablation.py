@@ -62,7 +62,8 @@ def train_ablation(params: dict, log=print) -> Path:
         )
     plan = [(k, s) for k in experiments for s in seeds]
     for k, s in plan:
-        train(root / run_name(k, s), dataset, seed=s, metrics=metrics, **common, **experiment_options(k, source, params.get("ada_kimg")))
+        train(root / run_name(k, s), dataset, seed=s, metrics=metrics, **common,
+              **experiment_options(k, source, params.get("ada_kimg"), params.get("augpipe")))  # fmt: skip
     log(f"trained {len(plan)} runs ({len(experiments)} experiments x {len(seeds)} seeds) into {root}")
     return root
 

@@ -49,9 +49,11 @@ EXPERIMENTS = {
 }
 
 
-def experiment_options(number: int, transfer_source: str | None, ada_kimg: float | None = None) -> dict:
+def experiment_options(
+    number: int, transfer_source: str | None, ada_kimg: float | None = None, augpipe: str | None = None
+) -> dict:
     """`medgan train` options of experiment `number`: --resume for transfer, --mirror and --aug ada for augment
-    (with --ada-kimg when given; None keeps NVIDIA's ADA speed)."""
+    (with --ada-kimg and --augpipe when given; None keeps NVIDIA's ADA speed and its bgc pipeline)."""
     spec = EXPERIMENTS[number]
     if spec["transfer"] and transfer_source is None:
         raise ValueError(f"experiment {spec['name']} needs a network to transfer from")
@@ -60,4 +62,5 @@ def experiment_options(number: int, transfer_source: str | None, ada_kimg: float
         mirror=spec["augment"],
         aug="ada" if spec["augment"] else "noaug",
         ada_kimg=ada_kimg if spec["augment"] else None,
+        augpipe=augpipe if spec["augment"] else None,
     )

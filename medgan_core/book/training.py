@@ -18,8 +18,8 @@ from medgan_core.book.runs import RunDirectory
 
 # chapter parameter -> `medgan train` option (the rest of the training parameters keep their names)
 TRAIN_OPTION_NAMES = dict(map_layers="map")
-TRAIN_PARAMETERS = ("gpus", "batch", "gamma", "kimg", "tick", "snap", "seed", "mirror", "aug", "target", "ada_kimg",
-                    "resume", "cbase", "cmax", "map_layers", "beta1", "fp32")  # fmt: skip
+TRAIN_PARAMETERS = ("gpus", "batch", "gamma", "kimg", "tick", "snap", "seed", "mirror", "aug", "augpipe", "target",
+                    "ada_kimg", "resume", "cbase", "cmax", "map_layers", "beta1", "fp32")  # fmt: skip
 OFFLINE_METRIC = "frd256"
 
 

@@ -51,10 +51,13 @@ def test_public_table_matches_paper_md(shared_dir):
 
 
 def test_experiments_set_the_paper_switches():
-    assert experiment_options(1, None) == dict(resume=None, mirror=False, aug="noaug", ada_kimg=None)
-    assert experiment_options(3, None) == dict(resume=None, mirror=True, aug="ada", ada_kimg=None)
-    assert experiment_options(4, "src.pkl", 10) == dict(resume="src.pkl", mirror=True, aug="ada", ada_kimg=10)
-    assert experiment_options(2, "src.pkl", 10)["ada_kimg"] is None  # no ADA, no speed
+    plain = dict(ada_kimg=None, augpipe=None)
+    assert experiment_options(1, None) == dict(resume=None, mirror=False, aug="noaug", **plain)
+    assert experiment_options(3, None) == dict(resume=None, mirror=True, aug="ada", **plain)
+    assert experiment_options(4, "src.pkl", 10, "bg") == dict(
+        resume="src.pkl", mirror=True, aug="ada", ada_kimg=10, augpipe="bg"
+    )
+    assert experiment_options(2, "src.pkl", 10, "bg") == dict(resume="src.pkl", mirror=False, aug="noaug", **plain)
     with pytest.raises(ValueError, match="transfer"):
         experiment_options(2, None)
     assert [EXPERIMENTS[k]["name"] for k in (1, 2, 3, 4)] == list(PAPER_ABLATION.index[:4])
