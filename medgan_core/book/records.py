@@ -109,14 +109,15 @@ def write_readme(record: str | Path, command: str, commit: str, threads: int, se
     path = record / "README.md"
     path.write_text("\n".join(lines) + "\n")
     (record / "record.json").write_text(
-        json.dumps(dict(command=command, commit=commit, threads=threads, seconds=round(seconds, 1), runs=runs))
+        json.dumps(dict(command=command, commit=commit, threads=threads, seconds=round(seconds, 1), runs=runs,
+                        note=note))  # fmt: skip
     )
     return path
 
 
 def record_note(path: str | Path, show: bool = True) -> str:
     """A note box saying how the record holding `path` (a record or one of its runs) was made: command, commit,
-    machine, threads, wall time (from its README.md / record.json)."""
+    machine, threads, wall time, and what its runs are (the README's note), from its README.md / record.json."""
     from medgan_core.book.display import admonition
 
     path = Path(path)
@@ -133,6 +134,8 @@ def record_note(path: str | Path, show: bool = True) -> str:
         f"made with `{info['command']}` at commit `{info['commit'][:12]}` on {machine_line}, "
         f"{info['threads']} thread(s), in {info['seconds'] / 60:.0f} min. Set `run_training=True` to train anew."
     )
+    if info.get("note"):
+        body += " " + " ".join(info["note"].split())  # the README's paragraph on one line
     return admonition("A recorded run", body, kind="note", show=show)
 
 

@@ -125,11 +125,12 @@ def test_records_collect_readme_and_note(tmp_path):
     kept = sorted(p.name for p in (record / "exp1-seed0").iterdir())
     assert kept == ["fakes001000.png", "fakes_init.png", "metric-frd256.jsonl", "reals.png", "stats.jsonl",
                     "training_options.json"]  # fmt: skip
-    records.write_readme(record, "bash book/records/make_records.sh ablation", "a" * 40, 1, 754.0, "short runs")
+    records.write_readme(record, "bash book/records/make_records.sh ablation", "a" * 40, 1, 754.0, "short\nruns")
     readme = (record / "README.md").read_text()
-    assert "- wall time: 12.6 min" in readme and "- threads: 1" in readme and "short runs" in readme
+    assert "- wall time: 12.6 min" in readme and "- threads: 1" in readme and "short\nruns" in readme
     note = records.record_note(record / "exp1-seed0", show=False)
     assert "make_records.sh ablation" in note and "aaaaaaaaaaaa" in note and "13 min" in note
+    assert "short runs" in note  # the README's note, on one line
     with pytest.raises(FileNotFoundError, match="no network-snapshot"):
         records.final_snapshot(record / "exp1-seed0")
 
