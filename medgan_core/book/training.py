@@ -160,6 +160,19 @@ def metric_table(run: RunDirectory) -> pd.DataFrame:
     return table.pivot_table(index="kimg", columns="metric", values="value").round(3)
 
 
+def metric_trend(run: RunDirectory) -> str:
+    """One line per metric: its value at the first snapshot, its best (and where), its value at the last."""
+    table = run.metrics()
+    lines = []
+    for name in dict.fromkeys(table["metric"]):
+        rows = table[table["metric"] == name].sort_values("kimg")
+        best = rows.loc[rows["value"].idxmin()]  # every metric the chapters track here is lower-is-better
+        first, last = rows.iloc[0], rows.iloc[-1]
+        lines.append(f"{name}: {first.value:.2f} at {first.kimg:g} kimg, lowest {best.value:.2f} at "
+                     f"{best.kimg:g} kimg, {last.value:.2f} at the last snapshot ({last.kimg:g} kimg)")  # fmt: skip
+    return "\n".join(lines)
+
+
 def memorisation_report(run: RunDirectory, reals: np.ndarray, n_eval: int, seed: int = 0):
     """Copies and diversity of `n_eval` images of the run's final generator against the training images.
 

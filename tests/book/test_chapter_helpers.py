@@ -150,3 +150,10 @@ def test_training_chapter_reads_a_run(tmp_path):
         training.chapter_run(dict(params, record=str(tmp_path / "missing")))
     assert training.training_metrics("none") == "none"
     assert isinstance(PAPER_ABLATION, pd.DataFrame)
+
+
+def test_metric_trend_names_first_best_and_last(tmp_path):
+    run = write_run(tmp_path / "mni-64", [2.0, 1.8, 1.6], metric_values=[9.0, 5.0, 6.0], resolution=64)
+    assert training.metric_trend(run) == (
+        "frd256: 9.00 at 1 kimg, lowest 5.00 at 2 kimg, 6.00 at the last snapshot (3 kimg)"
+    )
