@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -196,11 +197,17 @@ class Phase:
 
 
 class StopRequest:
-    """Turns SIGINT / SIGTERM into a flag the loop checks once per tick (then snapshots and exits)."""
+    """Turns SIGINT / SIGTERM into a flag the loop checks once per tick (then snapshots and exits).
+
+    Only in the process that installed it: a forked child (a metric's multiprocessing pool worker, e.g.
+    frd-score's) inherits the handler, and `Pool.terminate()` ends its workers with SIGTERM, so there the signal
+    gets the handler that was in place before (default: exit); a flag in the worker hung the pool's join.
+    """
 
     def __init__(self):
         self.signum: int | None = None
         self._previous = {}
+        self._pid = os.getpid()
 
     def install(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -214,7 +221,15 @@ class StopRequest:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
-    def _handle(self, signum, _frame) -> None:
+    def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:  # a forked child: behave as before install
+            previous = self._previous.get(signum, signal.SIG_DFL)
+            signal.signal(signum, previous)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                os.kill(os.getpid(), signum)
+            return
         if self.signum is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.signum = signum
