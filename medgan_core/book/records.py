@@ -109,8 +109,9 @@ def write_readme(record: str | Path, command: str, commit: str, threads: int, se
     path = record / "README.md"
     path.write_text("\n".join(lines) + "\n")
     (record / "record.json").write_text(
-        json.dumps(dict(command=command, commit=commit, threads=threads, seconds=round(seconds, 1), runs=runs,
-                        note=note))  # fmt: skip
+        json.dumps(
+            dict(command=command, commit=commit, threads=threads, seconds=round(seconds, 1), runs=runs, note=note)
+        )  # fmt: skip
     )
     return path
 
