@@ -8,7 +8,8 @@
 # /tmp/medgan-record-<name>); what the book keeps is copied to book/records/<name>/ (written as <name>.tmp, then
 # renamed), with a README stating the command, commit, machine, threads and wall time. Never edit a record by hand.
 # Settings: MEDGAN_PYTHON (default .venv/bin/python), MEDGAN_RECORD_THREADS (default 1), MEDGAN_RECORD_KIMG and,
-# for the ablation, MEDGAN_RECORD_SEEDS (default "0 1 2"); MEDGAN_RECORD_MINUTES stops the chapter-2 training by
+# for the ablation, MEDGAN_RECORD_SEEDS (default "0 1 2") and MEDGAN_RECORD_JOBS (runs at a time, default 1);
+# MEDGAN_RECORD_MINUTES stops the chapter-2 training by
 # SIGINT after that many minutes (the trainer then writes a last snapshot and its metrics; the README says so).
 set -euo pipefail
 NAME="${1:?usage: make_records.sh training|ablation [COMMIT]}"
@@ -16,9 +17,10 @@ REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 COMMIT="$(git -C "$REPO" rev-parse "${2:-HEAD}")"
 PY="${MEDGAN_PYTHON:-$REPO/.venv/bin/python}"
 THREADS="${MEDGAN_RECORD_THREADS:-1}"
+JOBS="${MEDGAN_RECORD_JOBS:-1}"
 WORK="${MEDGAN_RECORD_WORK:-/tmp/medgan-record-$NAME}"
 DEST="$REPO/book/records/$NAME"
-SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SEEDS|THREADS|MINUTES)=' | sort | tr '\n' ' ' || true)"
+SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SEEDS|THREADS|MINUTES|JOBS)=' | sort | tr '\n' ' ' || true)"
 COMMAND="${SETTINGS}bash book/records/make_records.sh $*"
 
 rm -rf "$WORK"
@@ -79,7 +81,7 @@ its metrics (see log.txt)."
         fi
         ;;
     ablation)
-        KIMG="${MEDGAN_RECORD_KIMG:-15}"
+        KIMG="${MEDGAN_RECORD_KIMG:-10}"
         SEEDS="${MEDGAN_RECORD_SEEDS:-0 1 2}"
         DATA="$(zip_of "$WORK/data/mni-brain" 32)"
         # Transfer source: FFHQ cannot be downloaded offline, so a short run on another embedded modality (the
@@ -94,21 +96,31 @@ its metrics (see log.txt)."
             "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only \
             --work "$WORK"
-        for seed in $SEEDS; do
+        ablation_run() {  # ablation_run EXP SEED: one run of the ablation, trained and collected
+            local exp="$1" seed="$2" opts
+            case "$exp" in
+                1) opts=(--aug noaug) ;;
+                2) opts=(--aug noaug --resume "$WORK/source-networks.safetensors") ;;
+                3) opts=(--aug ada --augpipe bgc --ada-kimg 500 --mirror) ;;
+                4) opts=(--aug ada --augpipe bgc --ada-kimg 500 --mirror
+                         --resume "$WORK/source-networks.safetensors") ;;
+            esac
+            local run="exp$exp-seed$seed"
+            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
+                --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
+            "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
+        }
+        for seed in $SEEDS; do  # MEDGAN_RECORD_JOBS runs at a time, each in its own process
             for exp in 1 2 3 4; do
-                case "$exp" in
-                    1) opts=(--aug noaug) ;;
-                    2) opts=(--aug noaug --resume "$WORK/source-networks.safetensors") ;;
-                    3) opts=(--aug ada --augpipe bgc --ada-kimg 500 --mirror) ;;
-                    4) opts=(--aug ada --augpipe bgc --ada-kimg 500 --mirror
-                             --resume "$WORK/source-networks.safetensors") ;;
-                esac
-                run="exp$exp-seed$seed"
-                train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.05 --kimg "$KIMG" \
-                    --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
-                "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
+                while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+                ( ablation_run "$exp" "$seed" ) || touch "$WORK/failed-exp$exp-seed$seed" &
             done
         done
+        wait
+        if compgen -G "$WORK/failed-*" > /dev/null; then
+            echo "make_records.sh: failed: $(cd "$WORK" && ls failed-* | sed 's/failed-//' | tr '\n' ' ')" >&2
+            exit 1
+        fi
         NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,
 both) x seeds $SEEDS, $KIMG kimg each, FRD of 64 generated images (frd64) on the final snapshot. ADA as the
 paper ran it (NVIDIA's bgc pipeline, p moving by at most 1 in 500 kimg): in runs this short p stays near 0, so
