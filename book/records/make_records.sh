@@ -11,6 +11,9 @@
 # for the ablation, MEDGAN_RECORD_SEEDS (default "0 1 2") and MEDGAN_RECORD_JOBS (runs at a time, default 1);
 # MEDGAN_RECORD_MINUTES stops the chapter-2 training by
 # SIGINT after that many minutes (the trainer then writes a last snapshot and its metrics; the README says so).
+# MEDGAN_RECORD_RESUME=1 continues an interrupted record of the same COMMIT in $MEDGAN_RECORD_WORK: every run is
+# started with --auto-resume (a finished run is kept, not retrained; logs are appended), and the README's wall time
+# adds the kept runs' own training time (stats.jsonl) to this invocation's.
 set -euo pipefail
 NAME="${1:?usage: make_records.sh training|ablation [COMMIT]}"
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -20,13 +23,23 @@ THREADS="${MEDGAN_RECORD_THREADS:-1}"
 JOBS="${MEDGAN_RECORD_JOBS:-1}"
 WORK="${MEDGAN_RECORD_WORK:-/tmp/medgan-record-$NAME}"
 DEST="$REPO/book/records/$NAME"
-SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SEEDS|THREADS|MINUTES|JOBS)=' | sort | tr '\n' ' ' || true)"
+SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SEEDS|THREADS|MINUTES|JOBS|RESUME)=' | sort | tr '\n' ' ' || true)"
+RESUME="${MEDGAN_RECORD_RESUME:-0}"
 COMMAND="${SETTINGS}bash book/records/make_records.sh $*"
 
-rm -rf "$WORK"
-mkdir -p "$WORK"
-git clone -q "$REPO" "$WORK/src"
-git -C "$WORK/src" checkout -q "$COMMIT"
+if [ "$RESUME" = 1 ] && [ -d "$WORK/src" ]; then
+    if [ "$(git -C "$WORK/src" rev-parse HEAD)" != "$COMMIT" ]; then
+        echo "make_records.sh: $WORK holds a record of another commit; resume with that COMMIT or without MEDGAN_RECORD_RESUME" >&2
+        exit 2
+    fi
+else
+    rm -rf "$WORK"
+    mkdir -p "$WORK"
+    git clone -q "$REPO" "$WORK/src"
+    git -C "$WORK/src" checkout -q "$COMMIT"
+fi
+RESUME_OPTS=()
+[ "$RESUME" = 1 ] && RESUME_OPTS=(--auto-resume)
 cd "$WORK"  # `python -c` puts the current folder first on sys.path: never the working tree's package
 export PYTHONUNBUFFERED=1 PYTHONPATH="$WORK/src" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" MPLBACKEND=Agg PYTHONHASHSEED=0
 medgan() { "$PY" -c 'import sys; from medgan_core.cli import main; sys.argv[0] = "medgan"; main()' "$@"; }
@@ -43,7 +56,8 @@ train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run, its console 
     # `python -m medgan_core.train` is `medgan train`; unlike `python -c` it can restart itself with the tuned
     # allocator (2-3x faster on CPU, see benchmarks/README.md)
     "${TIMEOUT_PREFIX[@]}" "$PY" -m medgan_core.train --outdir "$(dirname "$run_dir")" --run-dir "$run_dir" \
-        --data "$data" --device cpu --workers 0 --allocator tuned "$@" > "$run_dir/log.txt" 2>&1 || status=$?
+        --data "$data" --device cpu --workers 0 --allocator tuned "${RESUME_OPTS[@]}" "$@" >> "$run_dir/log.txt" 2>&1 \
+        || status=$?
     # 124: stopped by the time budget (SIGINT; the trainer wrote a last snapshot), anything else is a failure
     if [ "$status" != 0 ] && [ "$status" != 124 ]; then tail -20 "$run_dir/log.txt"; exit 1; fi
     if [ "$status" = 124 ]; then STOPPED_BY_BUDGET=1; fi
@@ -129,8 +143,15 @@ experiments 3 and 4 differ from 1 and 2 mostly by the x-flips. Transfer source: 
         ;;
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;
 esac
+SECONDS_SPENT=$(( $(date +%s) - START ))
+if [ "$RESUME" = 1 ]; then  # the kept runs' own training time (Timing/total_sec at their last tick), summed
+    KEPT="$("$PY" -c 'import json, sys; print(round(sum(json.loads(open(p).read().splitlines()[-1])["Timing/total_sec"]["mean"] for p in sys.argv[1:])))' "$WORK"/runs/*/stats.jsonl)"
+    SECONDS_SPENT=$(( SECONDS_SPENT + KEPT ))
+    NOTE="$NOTE Resumed (MEDGAN_RECORD_RESUME=1): runs that had finished in an earlier invocation were kept, not
+retrained; the wall time adds their training time from stats.jsonl ($(( KEPT / 60 )) min) to this invocation's."
+fi
 "$PY" -m medgan_core.book.records readme "$DEST.tmp" --command "$COMMAND" --commit "$COMMIT" --threads "$THREADS" \
-    --seconds "$(( $(date +%s) - START ))" --note "$NOTE"
+    --seconds "$SECONDS_SPENT" --note "$NOTE"
 rm -rf "$DEST"
 mv "$DEST.tmp" "$DEST"
 echo "[record] $NAME written to $DEST"
