@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -53,8 +54,9 @@ def collect(
 ) -> Path:
     """Copy a finished run's own files into `dest` (the final grid only unless `all_grids`).
 
-    `work`: the record's scratch folder; in the text files it is written as `$MEDGAN_RECORD_WORK`, so a record
-    holds no path of the machine that made it."""
+    `work`: the record's scratch folder; in the text files it is written as `$MEDGAN_RECORD_WORK`, and the Python
+    environment that ran it (a virtual environment's prefix, e.g. in a library's warning) as `$VIRTUAL_ENV`, so a
+    record holds no path of the machine that made it."""
     run_dir, dest = Path(run_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     grids = sorted(run_dir.glob("fakes[0-9]*.png"))
@@ -64,8 +66,10 @@ def collect(
         if not (run_dir / name).is_file():
             continue
         if work is not None and name.endswith((".txt", ".json", ".jsonl")):
-            text = (run_dir / name).read_text(encoding="utf-8")
-            (dest / name).write_text(text.replace(str(work), "$MEDGAN_RECORD_WORK"), encoding="utf-8")
+            text = (run_dir / name).read_text(encoding="utf-8").replace(str(work), "$MEDGAN_RECORD_WORK")
+            if sys.prefix != sys.base_prefix:  # a virtual environment (never a system prefix such as /usr)
+                text = text.replace(f"{sys.prefix}{os.sep}", f"$VIRTUAL_ENV{os.sep}")
+            (dest / name).write_text(text, encoding="utf-8")
         else:
             shutil.copy2(run_dir / name, dest / name)
     if weights:
@@ -82,7 +86,6 @@ def machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    import os
 
     return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 

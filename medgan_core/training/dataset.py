@@ -99,7 +99,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         image = self._source.read(int(self._raw_idx[idx]))  # uint8 [C, H, W]
         if self._xflip[idx]:
             image = image[:, :, ::-1]
-        return np.ascontiguousarray(image), self.get_label(idx)
+        return image.copy(), self.get_label(idx)  # writable (the source may cache read-only arrays), as NVIDIA's
 
     def get_label(self, idx: int) -> np.ndarray:
         return self._get_raw_labels()[self._raw_idx[idx]].copy()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+
+import pytest
 
 from medgan_core.book.records import collect
 
@@ -21,3 +24,14 @@ def test_collect_writes_the_scratch_folder_as_a_variable(tmp_path):
     options = json.loads((dest / "training_options.json").read_text(encoding="utf-8"))
     assert options == {"run_dir": "$MEDGAN_RECORD_WORK/runs/exp1-seed0"}
     assert (dest / "fakes000001.png").read_bytes() == b"\x89PNG not really"
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="not run from a virtual environment (the test tool chain's)")
+def test_collect_writes_the_virtual_environment_as_a_variable(tmp_path):
+    run = tmp_path / "scratch" / "runs" / "mni-64"
+    run.mkdir(parents=True)
+    warning = f"{sys.prefix}/lib/python3/site-packages/torch/x.py:1: UserWarning: something\n"
+    (run / "log.txt").write_text(warning, encoding="utf-8")
+    dest = collect(run, tmp_path / "record" / "mni-64", all_grids=False, work=tmp_path / "scratch")
+    log = (dest / "log.txt").read_text(encoding="utf-8")
+    assert log == "$VIRTUAL_ENV/lib/python3/site-packages/torch/x.py:1: UserWarning: something\n"

@@ -46,6 +46,8 @@ def test_mirror_doubles_with_x_flips_and_max_size_is_a_seeded_subset(tmp_path):
     assert len(mirrored) == 40
     np.testing.assert_array_equal(mirrored[25][0][0], images[5][:, ::-1])
     np.testing.assert_array_equal(mirrored[5][0][0], images[5])
+    for item in (mirrored[5][0], mirrored[25][0], mirrored[5][0]):  # plain, flipped, read again (cached source)
+        assert item.flags.writeable and item.flags.c_contiguous  # torch's collate warns on read-only arrays
     a = ImageFolderDataset(folder, max_size=7, random_seed=3)
     b = ImageFolderDataset(folder, max_size=7, random_seed=3)
     c = ImageFolderDataset(folder, max_size=7, random_seed=4)
