@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
 
@@ -30,8 +31,9 @@ _lock = threading.Lock()
 _depth = 0
 
 
+@functools.cache
 def _glibc():
-    """The C library if it has glibc's mallopt and malloc_trim, else None."""
+    """The C library if it has glibc's mallopt and malloc_trim, else None (looked up once per process)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.gnu_get_libc_version  # noqa: B018  (glibc only; musl and macOS have no mallopt semantics like these)
