@@ -47,7 +47,7 @@ zip_of() {  # zip_of SLICES RESOLUTION -> prints the training zip (the chapters'
     "$PY" -c 'import sys; from medgan_core.book.demo import training_set; print(training_set(sys.argv[1], sys.argv[2], int(sys.argv[3])))' \
         "$1" "$WORK/data" "$2"
 }
-train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run, its console output kept as log.txt
+train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run (it writes its own log.txt; console in console.txt)
     local run_dir="$1" data="$2"
     shift 2
     mkdir -p "$run_dir"
@@ -56,10 +56,10 @@ train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run, its console 
     # `python -m medgan_core.train` is `medgan train`; unlike `python -c` it can restart itself with the tuned
     # allocator (2-3x faster on CPU, see benchmarks/README.md)
     "${TIMEOUT_PREFIX[@]}" "$PY" -m medgan_core.train --outdir "$(dirname "$run_dir")" --run-dir "$run_dir" \
-        --data "$data" --device cpu --workers 0 --allocator tuned "${RESUME_OPTS[@]}" "$@" >> "$run_dir/log.txt" 2>&1 \
+        --data "$data" --device cpu --workers 0 --allocator tuned "${RESUME_OPTS[@]}" "$@" >> "$run_dir/console.txt" 2>&1 \
         || status=$?
     # 124: stopped by the time budget (SIGINT; the trainer wrote a last snapshot), anything else is a failure
-    if [ "$status" != 0 ] && [ "$status" != 124 ]; then tail -20 "$run_dir/log.txt"; exit 1; fi
+    if [ "$status" != 0 ] && [ "$status" != 124 ]; then tail -20 "$run_dir/console.txt"; exit 1; fi
     if [ "$status" = 124 ]; then STOPPED_BY_BUDGET=1; fi
 }
 
