@@ -67,7 +67,7 @@ TIMEOUT_PREFIX=()
 STOPPED_BY_BUDGET=0
 START=$(date +%s)
 medgan prep mni-brain --out "$WORK/data/mni-brain" --no-progress
-COMMON=(--batch 8 --fp32 --map 2 --metrics frd256)
+COMMON=(--fp32 --map 2 --metrics frd256)
 rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp"
 case "$NAME" in
@@ -77,15 +77,15 @@ case "$NAME" in
         BUDGET=()
         [ -n "${MEDGAN_RECORD_MINUTES:-}" ] && BUDGET=(timeout --signal=INT --kill-after=20m "${MEDGAN_RECORD_MINUTES}m")
         TIMEOUT_PREFIX=("${BUDGET[@]}")
-        train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --cbase 1024 --cmax 64 --gamma 0.1 --beta1 0 \
+        train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --batch 32 --cbase 1024 --cmax 64 --gamma 0.025 --beta1 0 \
             --kimg "$KIMG" --tick 1 --snap 5 --aug ada --augpipe bg --ada-kimg 100 --mirror --seed 0
         REACHED="$("$PY" -c 'import json, sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])["Progress/kimg"]["mean"], 1))' "$WORK/runs/mni-64/stats.jsonl")"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights --work "$WORK"
         NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
-channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. Adam beta1 = 0, NVIDIA's default, not
-the paper's 0.9: with 0.9 at batch 8 the generator collapsed within 6 kimg to one slice for every latent (the
-previous record: MS-SSIM 0.98 between generated images against 0.54 between reals), with 0 its grids vary from the
-start. ADA's p may move by 1 in 100 kimg (NVIDIA's speed after a resume; at its 500 for a fresh run, D wins this
+channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. Batch 32 and gamma 0.025 as NVIDIA's
+automatic configuration picks them for 64x64 on one GPU, and Adam beta1 = 0, NVIDIA's default, not the paper's 0.9:
+at batch 8 (gamma 0.1) the generator collapsed to one slice for every latent, within 6 kimg with beta1 0.9 (the
+previous record: MS-SSIM 0.98 between generated images against 0.54 between reals) and by 26 kimg with 0. ADA's p may move by 1 in 100 kimg (NVIDIA's speed after a resume; at its 500 for a fresh run, D wins this
 short run on 123 slices before p catches up), with the geometric transforms only (--augpipe bg): the colour
 transforms' lumaflip inverts grey slices (NVlabs/stylegan2-ada-pytorch issue 315).
 Trained $REACHED of the $KIMG kimg asked for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES
@@ -105,8 +105,8 @@ its metrics (see log.txt)."
         KEY="$("$PY" -c 'import sys; from medgan_core.book.demo import phantom_key; print(phantom_key(sys.argv[1]))' "$WORK/data/phantom")"
         medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --key-file "$KEY" --no-progress
         SOURCE_DATA="$(zip_of "$WORK/data/liver-ct" 32)"
-        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" --beta1 0.9 --cbase 1024 --cmax 64 \
-            --gamma 0.05 --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
+        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" --batch 8 --beta1 0.9 --cbase 1024 \
+            --cmax 64 --gamma 0.05 --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
         "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
             "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only \
@@ -121,8 +121,8 @@ its metrics (see log.txt)."
                          --resume "$WORK/source-networks.safetensors") ;;
             esac
             local run="exp$exp-seed$seed"
-            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --beta1 0.9 --cbase 1024 --cmax 64 --gamma 0.05 \
-                --kimg "$KIMG" --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
+            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --batch 8 --beta1 0.9 --cbase 1024 --cmax 64 \
+                --gamma 0.05 --kimg "$KIMG" --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
             "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
         }
         for seed in $SEEDS; do  # MEDGAN_RECORD_JOBS runs at a time, each in its own process
