@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,21 @@ def test_collect_writes_the_virtual_environment_as_a_variable(tmp_path):
     dest = collect(run, tmp_path / "record" / "mni-64", all_grids=False, work=tmp_path / "scratch")
     log = (dest / "log.txt").read_text(encoding="utf-8")
     assert log == "$VIRTUAL_ENV/lib/python3/site-packages/torch/x.py:1: UserWarning: something\n"
+
+
+RECORDS = Path(__file__).resolve().parents[2] / "book" / "records"
+TICK_LINE = re.compile(r"\btick (\d+) +kimg ")
+MACHINE_PATH = re.compile(r"(?:^|[\s'\"(=:])/(?:home|root|tmp|work|Users|opt|mnt|srv|var)/")
+
+
+def test_recorded_logs_hold_each_tick_once_and_no_path_of_the_recording_machine():
+    logs = sorted(RECORDS.glob("*/*/log.txt"))
+    assert logs, f"no recorded run logs under {RECORDS}: the book's records are part of the repository"
+    for log in logs:
+        lines = log.read_text(encoding="utf-8").splitlines()
+        ticks = [[int(tick) for tick in TICK_LINE.findall(line)] for line in lines]
+        assert all(len(found) <= 1 for found in ticks), f"{log}: a tick written twice on one line"
+        order = [found[0] for found in ticks if found]
+        assert order and order == sorted(set(order)), f"{log}: ticks missing, repeated or out of order: {order}"
+        machine = [line for line in lines if MACHINE_PATH.search(line)]
+        assert not machine, f"{log}: a path of the recording machine: {machine[0]}"
