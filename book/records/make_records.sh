@@ -56,8 +56,8 @@ train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run (it writes it
     # `python -m medgan_core.train` is `medgan train`; unlike `python -c` it can restart itself with the tuned
     # allocator (2-3x faster on CPU, see benchmarks/README.md)
     "${TIMEOUT_PREFIX[@]}" "$PY" -m medgan_core.train --outdir "$(dirname "$run_dir")" --run-dir "$run_dir" \
-        --data "$data" --device cpu --workers 0 --allocator tuned "${RESUME_OPTS[@]}" "$@" >> "$run_dir/console.txt" 2>&1 \
-        || status=$?
+        --data "$data" --device cpu --workers 0 --allocator tuned "${RESUME_OPTS[@]}" "$@" \
+        >> "$run_dir/console.txt" 2>&1 || status=$?
     # 124: stopped by the time budget (SIGINT; the trainer wrote a last snapshot), anything else is a failure
     if [ "$status" != 0 ] && [ "$status" != 124 ]; then tail -20 "$run_dir/console.txt"; exit 1; fi
     if [ "$status" = 124 ]; then STOPPED_BY_BUDGET=1; fi
@@ -83,11 +83,12 @@ case "$NAME" in
         "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights --work "$WORK"
         NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
 channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. Batch 32 and gamma 0.025 as NVIDIA's
-automatic configuration picks them for 64x64 on one GPU, and Adam beta1 = 0, NVIDIA's default, not the paper's 0.9:
-at batch 8 (gamma 0.1) the generator collapsed to one slice for every latent, within 6 kimg with beta1 0.9 (the
-previous record: MS-SSIM 0.98 between generated images against 0.54 between reals) and by 26 kimg with 0. ADA's p may move by 1 in 100 kimg (NVIDIA's speed after a resume; at its 500 for a fresh run, D wins this
-short run on 123 slices before p catches up), with the geometric transforms only (--augpipe bg): the colour
-transforms' lumaflip inverts grey slices (NVlabs/stylegan2-ada-pytorch issue 315).
+automatic configuration picks them for 64x64 on one GPU, and Adam beta1 = 0, NVIDIA's default, not the paper's 0.9.
+The generator still ends up drawing one slice for every latent (from about 25 kimg on; NVIDIA's own training_loop
+with these options does the same on CPU); at batch 8 with beta1 0.9 it did so within 6 kimg. ADA's p may move by 1
+in 100 kimg (NVIDIA's speed after a resume; at its 500 for a fresh run, D wins this short run on 123 slices before
+p catches up), with the geometric transforms only (--augpipe bg): the colour transforms' lumaflip inverts grey
+slices (NVlabs/stylegan2-ada-pytorch issue 315).
 Trained $REACHED of the $KIMG kimg asked for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES
 minutes}."
         if [ "$STOPPED_BY_BUDGET" = 1 ]; then
