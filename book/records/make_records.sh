@@ -67,7 +67,8 @@ TIMEOUT_PREFIX=()
 STOPPED_BY_BUDGET=0
 START=$(date +%s)
 medgan prep mni-brain --out "$WORK/data/mni-brain" --no-progress
-COMMON=(--fp32 --map 2 --metrics frd256)
+COMMON=(--fp32 --map 2 --cbase 1024 --cmax 64)  # every run: a narrow StyleGAN2 in float32
+PAPER=(--batch 8 --beta1 0.9 --gamma 0.05)  # the ablation as the paper ran it (Adam beta1 0.9), at CPU scale
 rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp"
 case "$NAME" in
@@ -77,7 +78,7 @@ case "$NAME" in
         BUDGET=()
         [ -n "${MEDGAN_RECORD_MINUTES:-}" ] && BUDGET=(timeout --signal=INT --kill-after=20m "${MEDGAN_RECORD_MINUTES}m")
         TIMEOUT_PREFIX=("${BUDGET[@]}")
-        train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --batch 32 --cbase 1024 --cmax 64 --gamma 0.025 --beta1 0 \
+        train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --batch 32 --gamma 0.025 --beta1 0 --metrics frd256 \
             --kimg "$KIMG" --tick 1 --snap 5 --aug ada --augpipe bg --ada-kimg 100 --mirror --seed 0
         REACHED="$("$PY" -c 'import json, sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])["Progress/kimg"]["mean"], 1))' "$WORK/runs/mni-64/stats.jsonl")"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights --work "$WORK"
@@ -106,8 +107,8 @@ its metrics (see log.txt)."
         KEY="$("$PY" -c 'import sys; from medgan_core.book.demo import phantom_key; print(phantom_key(sys.argv[1]))' "$WORK/data/phantom")"
         medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --key-file "$KEY" --no-progress
         SOURCE_DATA="$(zip_of "$WORK/data/liver-ct" 32)"
-        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" --batch 8 --beta1 0.9 --cbase 1024 \
-            --cmax 64 --gamma 0.05 --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
+        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" "${PAPER[@]}" \
+            --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
         "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
             "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only \
@@ -122,8 +123,8 @@ its metrics (see log.txt)."
                          --resume "$WORK/source-networks.safetensors") ;;
             esac
             local run="exp$exp-seed$seed"
-            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" --batch 8 --beta1 0.9 --cbase 1024 --cmax 64 \
-                --gamma 0.05 --kimg "$KIMG" --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
+            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" "${PAPER[@]}" \
+                --kimg "$KIMG" --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
             "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
         }
         for seed in $SEEDS; do  # MEDGAN_RECORD_JOBS runs at a time, each in its own process

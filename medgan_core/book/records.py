@@ -114,7 +114,7 @@ def write_readme(record: str | Path, command: str, commit: str, threads: int, se
     (record / "record.json").write_text(
         json.dumps(
             dict(command=command, commit=commit, threads=threads, seconds=round(seconds, 1), runs=runs, note=note)
-        )  # fmt: skip
+        )
     )
     return path
 
