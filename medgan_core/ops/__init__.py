@@ -4,6 +4,6 @@ Each is plain PyTorch (CPU and CUDA, float16/32/64, first and second derivatives
 tensors to a fused Triton kernel (`medgan_core.ops.triton`), as `medgan_core.ops.dispatch.use_triton()` decides.
 """
 
-from medgan_core.ops import bias_act, conv2d_resample, dispatch, modulated_conv2d, upfirdn2d
+from medgan_core.ops import bias_act, conv2d_resample, dispatch, modulated_conv2d, upfirdn2d, winograd
 
-__all__ = ["bias_act", "conv2d_resample", "dispatch", "modulated_conv2d", "upfirdn2d"]
+__all__ = ["bias_act", "conv2d_resample", "dispatch", "modulated_conv2d", "upfirdn2d", "winograd"]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medgan_core.ops import winograd
 from medgan_core.ops.bias_act import activation_funcs, bias_act
 from medgan_core.ops.conv2d_resample import conv2d_resample
+from medgan_core.ops.upfirdn2d import _parse_padding
 
 
 def modulated_conv2d(
@@ -163,7 +165,10 @@ def modulated_conv2d_bias_act(
     else:
         styles = styles.reshape(batch_size, -1, 1, 1)
         x = x.mul_(styles) if overwrite_input else x * styles
-        y = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
+        if up == 1 and _winograd_pays(weight, x, padding, flip_weight):
+            y = winograd.conv3x3(x, winograd.cached_kernel_transform(weight))
+        else:
+            y = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
 
     # y = act(scale * y + gain * (noise + bias)) == gain * act(dcoefs * y + noise + bias), then the clamp. The
     # shift is made in y's memory format: a broadcast across formats is several times slower on CPUs.
@@ -183,3 +188,12 @@ def modulated_conv2d_bias_act(
     if clamp is not None:
         y.clamp_(-float(clamp), float(clamp))
     return y
+
+
+def _winograd_pays(weight: torch.Tensor, x: torch.Tensor, padding, flip_weight: bool) -> bool:
+    """A 3x3 correlation with padding 1 (stride 1) whose shape `winograd.pays` picks."""
+    out_channels, in_channels, kh, kw = weight.shape
+    return (
+        kh == kw == 3 and flip_weight and _parse_padding(padding) == (1, 1, 1, 1)
+        and winograd.pays(in_channels, out_channels, x.shape[2], x.shape[3])
+    )  # fmt: skip

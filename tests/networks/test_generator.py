@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medgan_core.networks import Generator, MappingNetwork, SynthesisBlock
-from medgan_core.ops import dispatch
+from medgan_core.ops import dispatch, winograd
 
 TINY = dict(z_dim=8, w_dim=8, img_resolution=16, img_channels=1, channel_base=64, channel_max=8, num_fp16_res=0)
 
@@ -156,10 +156,19 @@ def test_fp16_blocks_compute_in_float16_close_to_fp32(float16_device):
     assert (fp16 - fp32).abs().max().item() > 0  # the two paths did differ: float16 rounding is visible
 
 
-@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
-def test_cpu_inference_path_matches_the_autograd_path(architecture):
+@pytest.mark.parametrize(
+    "architecture, convolutions",
+    [("orig", "by shape"), ("skip", "by shape"), ("resnet", "by shape"), ("skip", "winograd")],
+)
+def test_cpu_inference_path_matches_the_autograd_path(architecture, convolutions, monkeypatch):
     """Without autograd on the CPU, G runs channels-last with `modulated_conv2d_bias_act`: the same images as the
-    path training uses (NVIDIA's formulation), to float32 rounding, for every noise mode; hooked outputs intact."""
+    path training uses (NVIDIA's formulation), to float32 rounding, for every noise mode; hooked outputs intact.
+    The Winograd convolutions (chosen by shape, for wider layers than these) are forced once."""
+    calls = []
+    if convolutions == "winograd":
+        monkeypatch.setattr(winograd, "pays", lambda *shape: True)
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda *args: calls.append(args[0].shape) or original(*args))
     G = _tiny_generator(architecture=architecture, channel_max=16, conv_clamp=0.5)  # a clamp that bites
     for name, p in G.named_parameters():
         if name.endswith("noise_strength"):
@@ -180,3 +189,4 @@ def test_cpu_inference_path_matches_the_autograd_path(architecture):
         assert got.is_contiguous() and got.dtype == torch.float32
         torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-5)
         assert (got - G(z, None, noise_mode="none").detach()).abs().max() > 0 or noise_mode == "none"
+    assert bool(calls) == (convolutions == "winograd")  # the forced path ran; none of these layers picks it

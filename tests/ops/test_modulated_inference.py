@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from medgan_core.ops import bias_act, upfirdn2d
+from medgan_core.ops import bias_act, upfirdn2d, winograd
 from medgan_core.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_bias_act
 
 CASES = [  # kernel, up, demodulate, noise, act, clamp, channels_last
@@ -60,3 +60,23 @@ def test_mismatched_shapes_are_reported():
         modulated_conv2d_bias_act(x, weight, torch.zeros(2, 4), bias, padding=1)
     with torch.no_grad(), pytest.raises(ValueError, match="shapes do not agree"):
         modulated_conv2d_bias_act(x[0], weight, torch.zeros(2, 5), bias, padding=1)
+
+
+def test_wide_layers_take_the_winograd_convolution(monkeypatch):
+    """256 channels at 8x8 (StyleGAN's low resolutions): Winograd F(4x4, 3x3), float32 rounding of float64."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 256, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight, styles = torch.randn(256, 256, 3, 3, generator=gen), torch.randn(2, 256, generator=gen)
+    bias, noise = torch.randn(256, generator=gen), torch.randn(8, 8, generator=gen)
+    calls = []
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda *args: calls.append(1) or original(*args))
+    args = dict(act="lrelu", gain=math.sqrt(2), clamp=256.0)
+    want = bias_act.bias_act(
+        modulated_conv2d(x.double(), weight.double(), styles.double(), noise=noise.double(), padding=1),
+        bias.double(), **args,
+    )  # fmt: skip
+    with torch.no_grad():
+        got = modulated_conv2d_bias_act(x, weight, styles, bias, noise=noise, padding=1, **args)
+    assert calls == [1]
+    assert ((got.double() - want).abs().max() / want.abs().max()).item() < 2e-5
