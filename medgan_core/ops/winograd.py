@@ -2,9 +2,9 @@
 
 Each 4x4 output tile comes from a 6x6 input tile: `Y = A^T [(G g G^T) . (B^T d B)] A`, so the channel mixing is
 36 matrix products over tiles, [tiles, C_in] @ [C_in, C_out], with 36 multiplies per tile instead of 144. On
-StyleGAN's 256- and 512-channel layers at 8x8 to 32x32 (what the synthesis network's low resolutions cost) that
-runs in 0.4-0.6x the time of oneDNN's direct convolution on a 2-core CPU (benchmarks/README.md, issue 18); where
-the activations outgrow the cache the transforms cost more than they save, and `pays()` says no.
+StyleGAN's 256- and 512-channel layers (the synthesis network's low resolutions) that runs in 0.4-0.6x the time of
+oneDNN's direct convolution on a 2-core CPU (benchmarks/README.md, issue 18); with fewer channels the transforms,
+which only move memory, cost about what the products save, and `pays()` says no.
 
 The transforms use the matrices' small integer coefficients (B^T, A^T); the kernel transform (G, with 1/6 and
 1/24) is done once per weight version in float64. The result agrees with `conv2d` to float32 rounding: the
@@ -27,6 +27,7 @@ _G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
       (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))  # fmt: skip
 _AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 TILE = 4  # output pixels per tile side; the input tile is TILE + 2
+CHUNK_BYTES = 64 << 20  # transformed tiles per pass (several buffers of this size are alive at once)
 
 # Kernel transforms by id of the weight tensor: (weak reference, what it was computed from, the transform). An
 # entry goes when its tensor does; it is recomputed when the tensor changed in place (its version moves on).
@@ -36,14 +37,15 @@ _kernel_cache: dict[int, tuple] = {}
 def pays(in_channels: int, out_channels: int, height: int, width: int) -> bool:
     """Whether the Winograd path is the faster one for a 3x3, stride-1, padding-1 convolution of this shape.
 
-    Measured at batch 8 on a 2-core CPU against oneDNN (x its time): 256 channels 0.57-0.79 at 8x8 to 32x32, 1.06
-    at 64x64; 512 channels 0.4-0.6 at 8x8 to 32x32, 0.64 at 64x64 and 0.92 at 4x4; 128 channels 0.87 at 32x32,
-    1.0-1.8 elsewhere (not taken).
+    At least 256 channels in and out, from 8x8 on. Measured on a 2-core CPU (benchmarks/README.md): per layer at
+    batch 8, 0.4-0.6x oneDNN's time at 512 channels (8x8 to 64x64) and 256 channels at 16x16 to 64x64, 0.8 at 8x8;
+    128 channels 0.8 from 16x16 on with its buffers kept in the heap but 1.2-1.4 without; over the whole G (256x256,
+    inside `heap_reuse` as generation runs it) taking it from 256 channels on was the fastest rule, from 128 on
+    slower with glibc as is.
     """
     if height % TILE or width % TILE or height * width < 64:
         return False
-    channels = min(in_channels, out_channels)
-    return channels >= 512 or (channels >= 256 and height * width <= 32 * 32)
+    return min(in_channels, out_channels) >= 256
 
 
 def kernel_transform(weight: torch.Tensor) -> torch.Tensor:
@@ -82,25 +84,36 @@ def conv3x3(x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
     out_channels = transformed.shape[2]
     if height % TILE or width % TILE or transformed.shape[:2] != (36, in_channels):
         raise ValueError(f"x {tuple(x.shape)} and a transformed kernel {tuple(transformed.shape)} do not fit")
-    rows, cols = height // TILE, width // TILE
     padded = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # [N, H + 2, W + 2, I]
+    y = torch.empty((batch, out_channels, height, width), dtype=x.dtype, device=x.device)
+    y = y.contiguous(memory_format=torch.channels_last)
+    tile_bytes = 36 * (height // TILE) * (width // TILE) * max(in_channels, out_channels) * x.element_size()
+    step = max(1, CHUNK_BYTES // tile_bytes)  # samples per pass: bounds the transformed tiles' memory
+    for start in range(0, batch, step):
+        _tiles_conv(padded[start : start + step], transformed, y[start : start + step])
+    return y
+
+
+def _tiles_conv(padded: torch.Tensor, transformed: torch.Tensor, y: torch.Tensor) -> None:
+    """y = the convolution of padded ([N, H + 2, W + 2, I]) into y ([N, O, H, W], channels-last)."""
+    batch, height, width, in_channels = padded.shape[0], y.shape[2], y.shape[3], padded.shape[3]
+    out_channels = transformed.shape[2]
+    rows, cols = height // TILE, width // TILE
 
     # Input transform B^T d B, rows then columns: [6, 6, N, rows, cols, I].
-    along_y = x.new_empty((6, batch, rows, width + 2, in_channels))
+    along_y = padded.new_empty((6, batch, rows, width + 2, in_channels))
     _combine(_BT, lambda i: padded[:, i : i + TILE * rows : TILE], along_y)
-    tiles = x.new_empty((6, 6, batch, rows, cols, in_channels))
+    tiles = padded.new_empty((6, 6, batch, rows, cols, in_channels))
     _combine(_BT, lambda j: along_y[:, :, :, j : j + TILE * cols : TILE], tiles.transpose(0, 1))
 
     # Channel mixing: one [tiles, I] @ [I, O] product per position in the 6x6 transformed tile.
     products = torch.bmm(tiles.view(36, -1, in_channels), transformed).view(6, 6, batch, rows, cols, out_channels)
 
     # Output transform A^T M A, written into the channels-last output's 4x4 tiles.
-    half = x.new_empty((TILE, 6, batch, rows, cols, out_channels))
+    half = padded.new_empty((TILE, 6, batch, rows, cols, out_channels))
     _combine(_AT, lambda i: products[i], half)
-    y = torch.empty((batch, out_channels, height, width), dtype=x.dtype, memory_format=torch.channels_last)
     tiled = y.permute(0, 2, 3, 1).view(batch, rows, TILE, cols, TILE, out_channels)
     _combine(_AT, lambda j: half[:, j], tiled.permute(4, 2, 0, 1, 3, 5))  # [x-in-tile, y-in-tile, N, ...]
-    return y
 
 
 def _combine(matrix, part, out: torch.Tensor) -> None:

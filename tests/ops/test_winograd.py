@@ -36,6 +36,20 @@ def _relative_error(got, want):
     return ((got.double() - want).abs().max() / want.abs().max()).item()
 
 
+def test_large_batches_run_in_chunks_with_the_same_result(monkeypatch):
+    x, weight = _case(5, 16, 8, 8, 8)
+    transformed = winograd.kernel_transform(weight)
+    whole = winograd.conv3x3(x, transformed)
+    passes = []
+    original = winograd._tiles_conv
+    monkeypatch.setattr(winograd, "_tiles_conv", lambda *args: passes.append(args[0].shape[0]) or original(*args))
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 2 * 36 * 2 * 2 * 16 * 4)  # two samples' tiles per pass
+    chunked = winograd.conv3x3(x, transformed)
+    assert passes == [2, 2, 1]
+    want = F.conv2d(x.double(), weight.double(), padding=1)
+    assert _relative_error(chunked, want) < 2e-5 and _relative_error(whole, want) < 2e-5
+
+
 def test_rejects_sizes_that_are_not_whole_tiles():
     x, weight = _case(1, 4, 4, 6, 8)
     with pytest.raises(ValueError, match="do not fit"):
