@@ -123,7 +123,8 @@ def modulated_conv2d_bias_act(
     The same maths, up to float32 rounding, with fewer passes over the activations, for CPU generation:
     a 1x1 kernel (toRGB) forms the per-sample weights and runs one batched matrix product; a larger kernel scales
     the input by the styles and runs one dense convolution shared by the batch (as fast as a plain `conv2d`,
-    where a grouped convolution with per-sample weights is not on CPUs). Demodulation, gain, noise and bias then
+    where a grouped convolution with per-sample weights is not on CPUs; 3x3 kernels of 256 or more channels by
+    Winograd's F(4x4, 3x3), `medgan_core.ops.winograd`). Demodulation, gain, noise and bias then
     take one in-place pass, the activation and the clamp one each. Keeps the memory format of `x`
     (channels-last is the fast one on CPUs).
 

@@ -30,7 +30,8 @@ TILE = 4  # output pixels per tile side; the input tile is TILE + 2
 CHUNK_BYTES = 64 << 20  # transformed tiles per pass (several buffers of this size are alive at once)
 
 # Kernel transforms by id of the weight tensor: (weak reference, what it was computed from, the transform). An
-# entry goes when its tensor does; it is recomputed when the tensor changed in place (its version moves on).
+# entry goes when its tensor does; it is recomputed when the tensor changed in place (its version moves on). A
+# 512-channel layer keeps 36 x 512 x 512 floats (38 MB) here; a 256x256 G about 120 MB in all.
 _kernel_cache: dict[int, tuple] = {}
 
 
