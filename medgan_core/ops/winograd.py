@@ -38,11 +38,11 @@ _kernel_cache: dict[int, tuple] = {}
 def pays(in_channels: int, out_channels: int, height: int, width: int) -> bool:
     """Whether the Winograd path is the faster one for a 3x3, stride-1, padding-1 convolution of this shape.
 
-    At least 256 channels in and out, from 8x8 on. Measured on a 2-core CPU (benchmarks/README.md): per layer at
-    batch 8, 0.4-0.6x oneDNN's time at 512 channels (8x8 to 64x64) and 256 channels at 16x16 to 64x64, 0.8 at 8x8;
-    128 channels 0.8 from 16x16 on with its buffers kept in the heap but 1.2-1.4 without; over the whole G (256x256,
-    inside `heap_reuse` as generation runs it) taking it from 256 channels on was the fastest rule, from 128 on
-    slower with glibc as is.
+    At least 256 channels in and out, from 8x8 on. Measured on a 2-core CPU (benchmarks/README.md): per layer,
+    0.4-0.6x oneDNN's time at 512 channels (8x8 to 64x64) and 256 channels at 16x16 to 64x64, 0.65-0.75 at 8x8
+    (batch 8 and 32); 128 channels 0.7-0.9 at batch 8 with its buffers kept in the heap, but up to 1.1 at batch 32
+    and 1.2-1.6 with glibc as is. Over the whole G (256x256, inside `heap_reuse` as generation runs it) taking it
+    from 256 channels on was the fastest rule with both allocators.
     """
     if height % TILE or width % TILE or height * width < 64:
         return False
