@@ -4,7 +4,12 @@ The shapes are StyleGAN's 3x3 synthesis layers (C -> C channels at R x R, channe
 (Winograd time / direct time, both in this process, interleaved) is what `winograd.pays()` encodes, and the error
 column is the largest |difference| from a float64 `conv2d`, relative to the output's largest magnitude.
 
+With `--generator RES`, it times instead a whole G (bench_networks.py's, batch 8, inside `heap_reuse` as
+generation runs it) with Winograd taken from each channel count on (`winograd.MIN_CHANNELS`), interleaved: the
+rule `winograd.pays()` ships.
+
     python benchmarks/bench_winograd.py [--batch 8] [--threads 2] [--repeats 5]
+    python benchmarks/bench_winograd.py --generator 256
 """
 
 from __future__ import annotations
@@ -36,13 +41,47 @@ def interleaved_medians(x: torch.Tensor, weight: torch.Tensor, repeats: int) -> 
     return statistics.median(times[0]), statistics.median(times[1])
 
 
+def generator_rules(resolution: int, batch: int, repeats: int) -> None:
+    """Median seconds of one G call with Winograd from each channel count on (None: never), called in turn."""
+    from bench_networks import interleaved_medians, network_kwargs  # this folder's G configuration
+
+    from medgan_core.networks import Generator
+    from medgan_core.utils.heap import heap_reuse
+
+    torch.manual_seed(0)
+    G = Generator(**network_kwargs(resolution, 1)[0]).eval()
+    z, c = torch.randn(batch, G.z_dim), torch.zeros(batch, 0)
+    shipped = winograd.MIN_CHANNELS
+
+    def with_rule(min_channels: int | None):
+        def run():
+            winograd.MIN_CHANNELS = min_channels if min_channels is not None else 1 << 30
+            with heap_reuse(), torch.no_grad():
+                G(z, c, noise_mode="const")
+
+        return run
+
+    rules = {f"from {n} channels" if n else "never": with_rule(n) for n in (None, 512, 256, 128, 64)}
+    try:
+        medians = interleaved_medians(rules, repeats=repeats, warmup=1)
+    finally:
+        winograd.MIN_CHANNELS = shipped
+    print(f"G at {resolution}x{resolution}, batch {batch}, medians of {repeats}; Winograd taken (shipped: {shipped}):")
+    for name, seconds in medians.items():
+        print(f"  {name:<18} {seconds:7.3f} s  ({seconds / medians['never']:.2f}x never)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--generator", type=int, metavar="RES", help="time a whole G at RES under each rule")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.generator:
+        generator_rules(args.generator, args.batch, args.repeats)
+        return
     gen = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}; medians of {args.repeats}")
     header = ("channels", "res", "direct ms", "winograd ms", "ratio", "taken", "rel. error")

@@ -27,6 +27,7 @@ _G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
       (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))  # fmt: skip
 _AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 TILE = 4  # output pixels per tile side; the input tile is TILE + 2
+MIN_CHANNELS = 256  # `pays()`: the narrowest layer (in or out) taken; benchmarks/bench_winograd.py --generator
 CHUNK_BYTES = 64 << 20  # transformed tiles per pass (several buffers of this size are alive at once)
 
 # Kernel transforms by id of the weight tensor: (weak reference, what it was computed from, the transform). An
@@ -46,7 +47,7 @@ def pays(in_channels: int, out_channels: int, height: int, width: int) -> bool:
     """
     if height % TILE or width % TILE or height * width < 64:
         return False
-    return min(in_channels, out_channels) >= 256
+    return min(in_channels, out_channels) >= MIN_CHANNELS
 
 
 def kernel_transform(weight: torch.Tensor) -> torch.Tensor:
