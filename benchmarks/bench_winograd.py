@@ -15,39 +15,21 @@ rule `winograd.pays()` ships.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_networks import interleaved_medians, network_kwargs  # this folder's timing and G configuration
 
+from medgan_core.networks import Generator
 from medgan_core.ops import winograd
+from medgan_core.utils.heap import heap_reuse
 
 SHAPES = [(c, r) for c in (128, 256, 512) for r in (4, 8, 16, 32, 64)]  # (channels, resolution)
 WIDTHS = (8, 4, 10, 12, 6, 6, 11)
 
 
-def interleaved_medians(x: torch.Tensor, weight: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Median seconds of the direct and the Winograd convolution, called in turn (a warm-up call each first)."""
-    transformed = winograd.kernel_transform(weight)
-    calls = (lambda: F.conv2d(x, weight, padding=1), lambda: winograd.conv3x3(x, transformed))
-    times: tuple[list[float], list[float]] = ([], [])
-    for repeat in range(repeats + 1):
-        for call, spent in zip(calls, times, strict=True):
-            start = time.perf_counter()
-            call()
-            if repeat:
-                spent.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
 def generator_rules(resolution: int, batch: int, repeats: int) -> None:
     """Median seconds of one G call with Winograd from each channel count on (None: never), called in turn."""
-    from bench_networks import interleaved_medians, network_kwargs  # this folder's G configuration
-
-    from medgan_core.networks import Generator
-    from medgan_core.utils.heap import heap_reuse
-
     torch.manual_seed(0)
     G = Generator(**network_kwargs(resolution, 1)[0]).eval()
     z, c = torch.randn(batch, G.z_dim), torch.zeros(batch, 0)
@@ -90,9 +72,15 @@ def main() -> None:
         x = torch.randn(args.batch, channels, res, res, generator=gen).contiguous(memory_format=torch.channels_last)
         weight = torch.randn(channels, channels, 3, 3, generator=gen) / (channels * 9) ** 0.5
         with torch.no_grad():
-            direct, fast = interleaved_medians(x, weight, args.repeats)
+            transformed = winograd.kernel_transform(weight)
+            calls = {
+                "direct": lambda x=x, weight=weight: F.conv2d(x, weight, padding=1),
+                "winograd": lambda x=x, transformed=transformed: winograd.conv3x3(x, transformed),
+            }
+            medians = interleaved_medians(calls, repeats=args.repeats, warmup=1)
+            direct, fast = medians["direct"], medians["winograd"]
             want = F.conv2d(x.double(), weight.double(), padding=1)
-            got = winograd.conv3x3(x, winograd.kernel_transform(weight)).double()
+            got = winograd.conv3x3(x, transformed).double()
             error = ((got - want).abs().max() / want.abs().max()).item()
         taken = "yes" if winograd.pays(channels, channels, res, res) else "no"
         row = (channels, res, f"{direct * 1e3:.1f}", f"{fast * 1e3:.1f}", f"{fast / direct:.2f}", taken)

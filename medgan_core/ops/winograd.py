@@ -87,8 +87,8 @@ def conv3x3(x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
     if height % TILE or width % TILE or transformed.shape[:2] != (36, in_channels):
         raise ValueError(f"x {tuple(x.shape)} and a transformed kernel {tuple(transformed.shape)} do not fit")
     padded = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # [N, H + 2, W + 2, I]
-    y = torch.empty((batch, out_channels, height, width), dtype=x.dtype, device=x.device)
-    y = y.contiguous(memory_format=torch.channels_last)
+    shape = (batch, out_channels, height, width)
+    y = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     tile_bytes = 36 * (height // TILE) * (width // TILE) * max(in_channels, out_channels) * x.element_size()
     step = max(1, CHUNK_BYTES // tile_bytes)  # samples per pass: bounds the transformed tiles' memory
     for start in range(0, batch, step):
