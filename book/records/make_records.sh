@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the book's recorded runs with the project's own `medgan train`, from a clean clone of one commit.
 #
-#   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 64x64 MNI slices, 80 kimg, FRD per snapshot
+#   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 32x32 MNI slices, 140 kimg, FRD + div128
 #   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds (+ transfer source)
 #
 # COMMIT defaults to HEAD. The clone, data and full run folders live in $MEDGAN_RECORD_WORK (default
@@ -73,23 +73,25 @@ rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp"
 case "$NAME" in
     training)
-        KIMG="${MEDGAN_RECORD_KIMG:-80}"
-        DATA="$(zip_of "$WORK/data/mni-brain" 64)"
+        KIMG="${MEDGAN_RECORD_KIMG:-140}"
+        DATA="$(zip_of "$WORK/data/mni-brain" 32)"
         BUDGET=()
         [ -n "${MEDGAN_RECORD_MINUTES:-}" ] && BUDGET=(timeout --signal=INT --kill-after=20m "${MEDGAN_RECORD_MINUTES}m")
         TIMEOUT_PREFIX=("${BUDGET[@]}")
-        train "$WORK/runs/mni-64" "$DATA" "${COMMON[@]}" --batch 32 --gamma 0.025 --beta1 0 --metrics frd256 \
-            --kimg "$KIMG" --tick 1 --snap 5 --aug ada --augpipe bg --ada-kimg 100 --mirror --seed 0
-        REACHED="$("$PY" -c 'import json, sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])["Progress/kimg"]["mean"], 1))' "$WORK/runs/mni-64/stats.jsonl")"
-        "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-64" "$DEST.tmp/mni-64" --weights --work "$WORK"
-        NOTE="Chapter 2's run: 64x64 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
-channels, 2 mapping layers), ADA + x-flips, FRD (frd256) at every snapshot. Batch 32 and gamma 0.025 as NVIDIA's
-automatic configuration picks them for 64x64 on one GPU, and Adam beta1 = 0, NVIDIA's default, not the paper's 0.9.
-The generator still ends up drawing one slice for every latent (from about 25 kimg on; NVIDIA's own training_loop
-with these options does the same on CPU); at batch 8 with beta1 0.9 it did so within 6 kimg. ADA's p may move by 1
-in 100 kimg (NVIDIA's speed after a resume; at its 500 for a fresh run, D wins this short run on 123 slices before
-p catches up), with the geometric transforms only (--augpipe bg): the colour transforms' lumaflip inverts grey
-slices (NVlabs/stylegan2-ada-pytorch issue 315).
+        # NVIDIA's automatic configuration for 32x32 at batch 16: gamma = 0.0002 * 32^2 / 16
+        train "$WORK/runs/mni-32" "$DATA" "${COMMON[@]}" --batch 16 --gamma 0.0128 --beta1 0 \
+            --metrics frd256,div128 --kimg "$KIMG" --tick 2 --snap 5 --aug ada --augpipe bg --ada-kimg 100 --mirror \
+            --seed 0
+        REACHED="$("$PY" -c 'import json, sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])["Progress/kimg"]["mean"], 1))' "$WORK/runs/mni-32/stats.jsonl")"
+        "$PY" -m medgan_core.book.records collect "$WORK/runs/mni-32" "$DEST.tmp/mni-32" --weights --work "$WORK"
+        COLLAPSE="$("$PY" -m medgan_core.book.records collapse "$DEST.tmp/mni-32")"
+        NOTE="Chapter 2's run: 32x32 axial MNI152 slices (nilearn), a narrow StyleGAN2 (channel base 1024, at most 64
+channels, 2 mapping layers), ADA + x-flips, FRD (frd256) and the collapse metric (div128) at every snapshot (every
+10 kimg, from kimg 0). Batch 16 and gamma 0.0128 as NVIDIA's automatic configuration picks them for 32x32, Adam
+beta1 = 0 (NVIDIA's default, not the paper's 0.9); ADA's p may move by 1 in 100 kimg (at NVIDIA's 500, D wins on 123
+slices before p catches up), with the geometric transforms only (--augpipe bg: the colour transforms' lumaflip
+inverts grey slices, NVlabs/stylegan2-ada-pytorch issue 315). StyleGAN2 passes through an early mode collapse on
+these slices; the run is long enough to leave it. $COLLAPSE
 Trained $REACHED of the $KIMG kimg asked for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES
 minutes}."
         if [ "$STOPPED_BY_BUDGET" = 1 ]; then

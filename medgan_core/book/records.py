@@ -7,6 +7,7 @@ exact command, commit, machine, threads and wall time.
 
     python -m medgan_core.book.records collect RUN_DIR DEST [--weights]
     python -m medgan_core.book.records readme RECORD_DIR --command ... --commit ... --threads N --seconds S
+    python -m medgan_core.book.records collapse RUN_DIR    # where the run was in mode collapse (div128)
 """
 
 from __future__ import annotations
@@ -159,8 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threads", type=int, required=True)
     r.add_argument("--seconds", type=float, required=True)
     r.add_argument("--note", default="")
+    d = sub.add_parser("collapse", help="print where a run was in mode collapse (its metric-div128.jsonl)")
+    d.add_argument("run_dir")
     args = parser.parse_args(argv)
-    if args.what == "collect":
+    if args.what == "collapse":
+        from medgan_core.book.collapse import collapse_sentence
+
+        print(collapse_sentence(args.run_dir))
+    elif args.what == "collect":
         collect(args.run_dir, args.dest, weights=args.weights, all_grids=not args.final_grid_only, work=args.work)
     else:
         write_readme(args.record, args.command, args.commit, args.threads, args.seconds, args.note)

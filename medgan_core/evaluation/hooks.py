@@ -1,5 +1,6 @@
-"""Training-time metrics built on this package: `mem1k` (memorisation), `msssim1k` (diversity) and `frd256`
-(Frechet Radiomics Distance, the FRD extra).
+"""Training-time metrics built on this package: `mem1k` (memorisation), `msssim1k` (diversity), `div128` (mode
+collapse: spread and coverage of generated images against the reals) and `frd256` (Frechet Radiomics Distance,
+the FRD extra).
 
 Each takes a generator and the training data, like the FID metrics, and returns a dict of named results. They
 need no network weights, so they run offline. Generation uses seeds 0..N-1 with constant noise, so values are
@@ -126,3 +127,32 @@ def frd64(G: torch.nn.Module, data, device="cpu", rank: int = 0, world_size: int
     """`frd256` with 64 generated images: a quarter of the cost, for many short runs (only compare FRD values
     computed with the same number of images)."""
     return frd256(G, data, device, rank, world_size, num_gen=num_gen, name="frd64", **kwargs)
+
+
+def div128(
+    G: torch.nn.Module,
+    data,
+    device="cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    num_gen: int = 128,
+    max_reals: int = 1000,
+    name: str = "div128",
+    **_unused,
+) -> dict:
+    """Mode collapse of 128 generated images (seeds 0..127) against the real images (up to 1000), offline.
+
+    `div128`: their spread on 8x8-pooled images as a fraction of the reals' (about 1 when as varied as the data,
+    near 0 in collapse); `div128_coverage`: Naeem et al.'s coverage of the reals (k = 5); `div128_msssim` and
+    `div128_msssim_real`: mean pairwise MS-SSIM; `div128_collapse`: 1 when the spread says mode collapse
+    (medgan_core.evaluation.collapse), else 0. Rank 0 only.
+    """
+    keys = (name, f"{name}_coverage", f"{name}_msssim", f"{name}_msssim_real", f"{name}_collapse")
+    if rank != 0:
+        return dict.fromkeys(keys, float("nan"))
+    from medgan_core.evaluation.collapse import collapse_report
+
+    reals, _ = load_images(data, max_images=max_reals)
+    report = collapse_report(_generate(G, num_gen, device), reals)
+    values = (report.spread_ratio, report.coverage, report.msssim, report.msssim_real, float(report.collapsed))
+    return dict(zip(keys, values))

@@ -52,8 +52,9 @@ METRICS: dict[str, str] = {
     "msssim1k": "medgan_core.evaluation.hooks:msssim1k",
     "frd256": "medgan_core.evaluation.hooks:frd256",
     "frd64": "medgan_core.evaluation.hooks:frd64",
+    "div128": "medgan_core.evaluation.hooks:div128",
 }
-HIGHER_IS_BETTER: set[str] = set()  # registered metric names whose best value is the largest (also pr*, is*)
+HIGHER_IS_BETTER: set[str] = {"div128"}  # registered metric names whose best value is the largest (also pr*, is*)
 _SIZED_METRIC = re.compile(r"^(?P<kind>fid|kid|pr|is)(?P<thousands>\d+)k(?P<nhood>\d+)?(?P<full>_full)?$")
 _SIZED_PATTERNS = ("fid<N>k[_full]", "kid<N>k[_full]", "pr<N>k<K>[_full]", "is<N>k")
 _INCEPTION_MODULE = "medgan_core.metrics.runner"

@@ -125,7 +125,9 @@ def training_loop(
             if ada is not None:
                 ada.step()
             done = cur_nimg >= int(total_kimg * 1000)
-            if not done and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
+            # tick 0 comes right after the first iteration (NVIDIA's `cur_tick != 0`): the kimg-0 grid, snapshot
+            # and metrics every curve starts from
+            if not done and cur_tick != 0 and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
                 continue
 
             # ---- tick: a stop request from any rank, progress and stats, grids, snapshot and metrics ----
@@ -380,8 +382,9 @@ def _stop_reason(stop: StopRequest, device) -> str | None:
 
 
 def _due(cur_tick: int, every_ticks: int) -> bool:
-    """Whether an every-N-ticks task (grid, snapshot) runs at this tick (never at tick 0, as NVIDIA's)."""
-    return cur_tick > 0 and cur_tick % every_ticks == 0
+    """Whether an every-N-ticks task (grid, snapshot) runs at this tick: ticks 0, N, 2N, ... (NVIDIA's
+    `cur_tick % ticks == 0`; a continued run resumes at the tick after its snapshot's, so never twice)."""
+    return cur_tick % every_ticks == 0
 
 
 def _report_tick(tick_stats: dict, cur_nimg: int, logger: RunLogger, log) -> None:
@@ -572,6 +575,10 @@ def _evaluate_metrics(metrics, G_ema, training_set, rank, num_gpus, device, run_
         is_best = runner.report_metric(result, str(run_path), snapshot=snap_name)
         value = float(result["results"].get(metric, next(iter(result["results"].values()))))
         log(f"{metric} {value:.4f} at kimg {cur_nimg / 1000:.1f} ({result['total_time']:.0f} s)")
+        if result["results"].get(f"{metric}_collapse") == 1:  # a collapse metric (div128) says so in the log
+            coverage = result["results"].get(f"{metric}_coverage", float("nan"))
+            log(f"mode collapse at kimg {cur_nimg / 1000:.1f}: {metric} {value:.3f} (spread of the generated "
+                f"images against the reals'), coverage {coverage:.2f} (see medgan_core.evaluation.collapse)")  # fmt: skip
         if logger is not None:
             logger.write_metric(metric, value, cur_nimg / 1000)
         if index == 0 and is_best:

@@ -1,0 +1,76 @@
+"""Mode collapse over a run, read from its `metric-div128.jsonl` (the trainer's `div128` at every snapshot).
+
+`collapse_table(run_dir)`: one row per snapshot (kimg, spread, coverage, MS-SSIM of generated and real images,
+collapsed). `collapse_exit(table)`: the kimg of the first snapshot from which every later one is out of collapse
+(None while the last one is in it). `collapse_sentence(run_dir)`: both in words, for a record's README and a
+chapter's prose, so that the text follows the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+DIVERSITY_METRIC = "div128"
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)")
+COLUMNS = ["kimg", "spread", "coverage", "msssim", "msssim_real", "collapsed"]
+
+
+def collapse_table(run_dir: str | Path, metric: str = DIVERSITY_METRIC) -> pd.DataFrame:
+    """The collapse metric at every snapshot of a run, sorted by kimg (empty when the run never computed it)."""
+    path = Path(run_dir) / f"metric-{metric}.jsonl"
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            results = entry["results"]
+            match = _SNAPSHOT_KIMG.search(entry.get("snapshot_pkl") or "")
+            rows.append(
+                dict(
+                    kimg=float(match.group(1)) if match else float("nan"),
+                    spread=results[metric],
+                    coverage=results[f"{metric}_coverage"],
+                    msssim=results[f"{metric}_msssim"],
+                    msssim_real=results[f"{metric}_msssim_real"],
+                    collapsed=bool(results[f"{metric}_collapse"]),
+                )
+            )
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values("kimg", ignore_index=True)
+
+
+def collapse_exit(table: pd.DataFrame) -> float | None:
+    """kimg of the first snapshot after the last collapsed one (the run's way out), or None when the last snapshot
+    is collapsed or the table is empty; the first snapshot's kimg when none was collapsed."""
+    if table.empty or bool(table["collapsed"].iloc[-1]):
+        return None
+    collapsed = table.index[table["collapsed"]]
+    return float(table["kimg"].iloc[0 if len(collapsed) == 0 else collapsed[-1] + 1])
+
+
+def collapse_sentence(run_dir: str | Path, metric: str = DIVERSITY_METRIC) -> str:
+    """Where the run was in collapse and where it left it, in one or two sentences from its metric file."""
+    table = collapse_table(run_dir, metric)
+    if table.empty:
+        return f"The collapse metric ({metric}) was not computed for this run."
+    last = table.iloc[-1]
+    final = (
+        f"At the last snapshot (kimg {last.kimg:g}) the generated images' spread is {last.spread:.2f} of the reals' "
+        f"and they cover {last.coverage:.0%} of them (MS-SSIM {last.msssim:.3f} against {last.msssim_real:.3f} "
+        "among reals)."
+    )
+    exit_kimg = collapse_exit(table)
+    in_collapse = table.loc[table["collapsed"], "kimg"]
+    if exit_kimg is None:
+        first = in_collapse.iloc[0]
+        return f"Mode collapse from kimg {first:g} to the end of the run ({metric}). {final}"
+    if len(in_collapse) == 0:
+        return f"No snapshot was in mode collapse ({metric}). {final}"
+    return (
+        f"Mode collapse at {len(in_collapse)} of {len(table)} snapshots (kimg {in_collapse.iloc[0]:g} to "
+        f"{in_collapse.iloc[-1]:g}); out of it from kimg {exit_kimg:g} to the end ({metric}). {final}"
+    )
