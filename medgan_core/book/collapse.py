@@ -74,3 +74,31 @@ def collapse_sentence(run_dir: str | Path, metric: str = DIVERSITY_METRIC) -> st
         f"Mode collapse at {len(in_collapse)} of {len(table)} snapshots (kimg {in_collapse.iloc[0]:g} to "
         f"{in_collapse.iloc[-1]:g}); out of it from kimg {exit_kimg:g} to the end ({metric}). {final}"
     )
+
+
+def collapse_box(report, subject: str, consequences: str, show: bool = True) -> str:
+    """The chapter's word on a generator, decided by its numbers (a `medgan_core.evaluation.collapse`
+    CollapseReport): a warning naming mode collapse and what it means for `consequences` when the report says
+    collapse, a caution when the images are varied but unlike the reals, else a note with the same numbers.
+    `subject` names the generator ("Chapter 2's generator")."""
+    from medgan_core.book.display import admonition
+
+    numbers = (
+        f"Its generated images spread {report.spread_ratio:.2f} times as far as the real ones (on 8x8-pooled "
+        f"images), cover {report.coverage:.0%} of the real images (Naeem et al.'s coverage, k = 5), and have a mean "
+        f"pairwise MS-SSIM of {report.msssim:.3f} against {report.msssim_real:.3f} among the reals."
+    )
+    if report.collapsed:
+        body = (
+            f"{subject} is in mode collapse: it draws the same image, or a few, for every latent. {numbers}\n\n"
+            f"Every number below that uses it ({consequences}) describes a generator that has not learned the "
+            "variety of the data, not StyleGAN2-ADA on this data."
+        )
+        return admonition("Mode collapse", body, kind="warning", show=show)
+    if report.state == "unlike the reals":
+        body = (
+            f"{subject} draws varied images, but few of them stand near a real image: it has not learned the "
+            f"data yet. {numbers}\n\nRead {consequences} with that in mind."
+        )
+        return admonition("Varied, but unlike the real images", body, kind="caution", show=show)
+    return admonition("No mode collapse", f"{subject} draws varied images. {numbers}", kind="note", show=show)

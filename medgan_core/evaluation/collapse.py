@@ -12,10 +12,11 @@ where the anatomy decides and the texture does not:
 
 `collapse_report` also gives the mean pairwise MS-SSIM of both sets at full resolution (the paper's diversity
 measure, `medgan_core.evaluation.diversity`) and the verdict `collapsed`: spread ratio below `COLLAPSE_SPREAD`
-(one image for every latent), or coverage below `COLLAPSE_COVERAGE` with the generated images more alike by
-MS-SSIM than the reals are (a few images for every latent: three real slices repeated keep 0.9 of the reals'
-spread but cover under a fifth of them). Low coverage with generated images less alike than the reals (an
-untrained generator's noise) is no collapse: `state` calls it "unlike the reals".
+(one image for every latent) or coverage below `COLLAPSE_COVERAGE` (a few images for every latent: three real
+slices repeated keep 0.9 of the reals' spread but cover under a fifth of them), either with the generated images
+more alike by MS-SSIM than the reals are. Without that last condition pixel noise would count as collapse (it
+pools to one flat grey); low spread or coverage with generated images less alike than the reals (an untrained
+generator's noise) is what `state` calls "unlike the reals".
 """
 
 from __future__ import annotations
@@ -46,11 +47,9 @@ class CollapseReport:
     @property
     def state(self) -> str:
         """'collapse', 'unlike the reals' (varied, but near few real images) or 'varied'."""
-        if self.spread_ratio < COLLAPSE_SPREAD:
-            return "collapse"
-        if self.coverage < COLLAPSE_COVERAGE:
-            return "collapse" if self.msssim > self.msssim_real else "unlike the reals"
-        return "varied"
+        if self.spread_ratio >= COLLAPSE_SPREAD and self.coverage >= COLLAPSE_COVERAGE:
+            return "varied"
+        return "collapse" if self.msssim > self.msssim_real else "unlike the reals"
 
     @property
     def collapsed(self) -> bool:
@@ -65,12 +64,12 @@ class CollapseReport:
             f"spread {self.spread_ratio:.2f} of the reals', coverage {self.coverage:.2f}, "
             f"MS-SSIM {self.msssim:.3f} vs {self.msssim_real:.3f} among reals"
         )
-        if self.spread_ratio < COLLAPSE_SPREAD:
+        if self.collapsed and self.spread_ratio < COLLAPSE_SPREAD:
             return f"mode collapse: the generated images vary far less than the real ones ({numbers})"
         if self.collapsed:
             return f"mode collapse: the generated images stand near few of the real ones ({numbers})"
         if self.state == "unlike the reals":
-            return f"no mode collapse, but the generated images stand near few of the real ones ({numbers})"
+            return f"no mode collapse, but the generated images look unlike the real ones ({numbers})"
         return f"no mode collapse ({numbers})"
 
 

@@ -578,7 +578,7 @@ def _evaluate_metrics(metrics, G_ema, training_set, rank, num_gpus, device, run_
         if result["results"].get(f"{metric}_collapse") == 1:  # a collapse metric (div128) says so in the log
             coverage = result["results"].get(f"{metric}_coverage", float("nan"))
             log(f"mode collapse at kimg {cur_nimg / 1000:.1f}: {metric} {value:.3f} (spread of the generated "
-                f"images against the reals'), coverage {coverage:.2f} (see medgan_core.evaluation.collapse)")  # fmt: skip
+                f"images against the reals'), coverage {coverage:.2f} (medgan_core.evaluation.collapse)")  # fmt: skip
         if logger is not None:
             logger.write_metric(metric, value, cur_nimg / 1000)
         if index == 0 and is_best:

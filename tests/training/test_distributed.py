@@ -43,7 +43,8 @@ def check_ranks_agree(run_dir: Path) -> None:
     for key in ("G", "D", "G_ema"):
         assert weights_digest(networks[key]) == digests[0][key], key
     stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
-    assert stats[0]["Loss/G/loss"]["num"] == pytest.approx(104)  # 13 steps x 8 images, counted over both ranks
+    assert stats[0]["Loss/G/loss"]["num"] == pytest.approx(8)  # tick 0: the first step's 8 images, both ranks
+    assert stats[1]["Loss/G/loss"]["num"] == pytest.approx(104)  # tick 1: 13 steps x 8 images
 
 
 def env_one_thread() -> dict:

@@ -82,7 +82,10 @@ def test_smoke_run_writes_every_output(smoke_run: Path):
     options = json.loads((smoke_run / "training_options.json").read_text())
     assert options["cli_options"]["aug"] == "ada" and options["loss_kwargs"]["r1_gamma"] == 1
     stats = read_stats(smoke_run)
-    assert len(stats) == 4 and [s["Progress/tick"]["mean"] for s in stats] == [0, 1, 2, 3]
+    # tick 0 right after the first batch (kimg 0.008, as NVIDIA's), then each 0.5 kimg past the last tick
+    assert [s["Progress/tick"]["mean"] for s in stats] == [0, 1, 2, 3, 4]
+    assert [s["Progress/kimg"]["mean"] for s in stats] == pytest.approx([0.008, 0.512, 1.016, 1.52, 2.0])
+    assert (smoke_run / "network-snapshot-000000.008.safetensors").is_file()  # snap 2: ticks 0, 2 and the last
     assert stats[-1]["Progress/kimg"]["mean"] == pytest.approx(2.0, abs=0.01)
     for line in stats:
         for key in [*LOSS_KEYS, "Timing/sec_per_kimg", "Timing/total_sec", "Progress/augment", "Resources/cpu_mem_gb"]:
