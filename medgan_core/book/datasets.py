@@ -3,37 +3,85 @@ manifests, each recipe on a phantom, and the status of the paper's public datase
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from medgan_core.book.demo import phantom_key, prepare_slices, write_ct_phantom
+from medgan_core.book.demo import PHANTOM_VERSION, phantom_key, prepare_slices, write_ct_phantom
 from medgan_core.evaluation.images import load_images
+
+PAGE_WIDTH_IN = 8.0  # figure width that the book shows at about its natural size (column ~ 800 px at 100 dpi)
+PER_ROW = 4  # images per row of a strip: titles stay legible at page width
+
+
+def image_grid(images, titles, title: str, per_row: int = PER_ROW, cmap: str = "gray"):
+    """Images in rows of at most `per_row`, at page width, each with its own title (fontsize legible in the book)."""
+    count = len(images)
+    columns = max(1, min(per_row, count))
+    rows = max(1, -(-count // columns))
+    side = PAGE_WIDTH_IN / columns
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, side * rows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, text in zip(axes.ravel(), images, titles):
+        ax.imshow(image, cmap=cmap, vmin=0, vmax=255)
+        ax.set_title(text, fontsize=11)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return fig
 
 
 def sample_figure(folder, count: int, title: str):
-    """Evenly spaced slices of a folder of PNGs in one row; returns (figure, all images uint8 [N, H, W, C])."""
+    """Evenly spaced slices of a folder of PNGs, in rows; returns (figure, all images uint8 [N, H, W, C])."""
     images, _ = load_images(folder)
     picks = np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)
-    fig, axes = plt.subplots(1, len(picks), figsize=(1.6 * len(picks), 1.9), squeeze=False)
-    for ax, index in zip(axes[0], picks):
-        ax.imshow(images[index, :, :, 0], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"#{index}", fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig, images
+    titles = [f"slice {index + 1} of {len(images)}" for index in picks]
+    return image_grid([images[i, :, :, 0] for i in picks], titles, title), images
 
 
 def histogram_figure(images: np.ndarray, title: str):
     """Pixel-value histogram (log counts) of a stack of uint8 slices."""
-    fig, ax = plt.subplots(figsize=(6.5, 3))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 3.2))
     ax.bar(np.arange(256), np.bincount(images.ravel(), minlength=256), width=1.0, color="tab:blue")
     ax.set(yscale="log", xlim=(-1, 256), xlabel="8-bit value", ylabel="pixels (log)", title=title)
     fig.tight_layout()
     return fig
+
+
+CT_CLASSES = {  # 8-bit ranges of the liver window (L 50 / W 350: -125 HU -> 0, 225 HU -> 255)
+    "air and gas (0)": (0, 0),
+    "fat (1-60)": (1, 60),
+    "muscle, bowel, liver, spleen (61-160)": (61, 160),
+    "contrast and bone (161-254)": (161, 254),
+    "saturated: marker (255)": (255, 255),
+}
+
+
+def intensity_classes(images: np.ndarray, classes: dict = CT_CLASSES) -> str:
+    """The share of pixels in each named 8-bit range, in words (only the ranges that occur)."""
+    values = np.asarray(images).ravel()
+    parts = []
+    for name, (low, high) in classes.items():
+        share = float(((values >= low) & (values <= high)).mean())
+        if share > 0:
+            parts.append(f"{name} {share:.1%}")
+    return "; ".join(parts) if parts else "no pixels"
+
+
+def settings_table(recipe: str) -> pd.DataFrame:
+    """A recipe's preprocessing settings, one row per setting (nested settings as 'slice_selection: labels')."""
+    from medgan_core.data.recipes import Recipe
+
+    rows = {}
+    for name, value in Recipe.from_name(recipe).manifest["preprocessing"].items():
+        if isinstance(value, dict):
+            rows.update({f"{name}: {key}": str(inner) for key, inner in value.items()})
+        else:
+            rows[name] = str(value)
+    return pd.DataFrame({"value": pd.Series(rows, dtype=object)}).rename_axis("setting")
 
 
 def count_row(name: str, made: int, expected, what: str, matches: bool) -> dict:
@@ -59,14 +107,11 @@ def phantom_and_samples(work, n_samples: int):
     lines = [ct_report.summary(), f"slices with liver in the phantom's masks (counted with nibabel): {liver}; "
              f"slices written: {ct_report.total}", dicom_report.summary()]  # fmt: skip
     ct_fig, ct_images = sample_figure(work / "liver-ct-phantom", n_samples, "liver-ct on the phantom (L 50 / W 350)")
-    dicom_fig, axes = plt.subplots(1, 3, figsize=(8, 2.8), squeeze=False)
-    for ax, path in zip(axes[0], sorted((work / "pydicom-samples").glob("*.png"))):
-        image = plt.imread(path)
-        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{image.shape[1]}x{image.shape[0]}", fontsize=9)
-        ax.axis("off")
-    dicom_fig.suptitle("pydicom's real CT, MR and computed radiograph after their recipes", fontsize=10)
-    hist = histogram_figure(ct_images, "liver-ct phantom: pixel values (air 0, body and liver mid-range, marker 255)")
+    lines.append(f"phantom slices by 8-bit range: {intensity_classes(ct_images)}")
+    dicom = [plt.imread(path) for path in sorted((work / "pydicom-samples").glob("*.png"))]
+    dicom_fig = image_grid([255 * image for image in dicom], [f"{i.shape[1]}x{i.shape[0]}" for i in dicom],
+                           "pydicom's real CT, MR and computed radiograph after their recipes", per_row=3)  # fmt: skip
+    hist = histogram_figure(ct_images, f"liver-ct phantom: pixel values of all {len(ct_images)} slices")
     rows = [
         count_row(
             "liver-ct (phantom)",
@@ -111,24 +156,25 @@ def phantom_recipes(work):
     """Each public recipe on a phantom in the dataset's real layout; returns (figure, table of counts)."""
     from medgan_core.data import phantoms
 
-    writers = {
-        "sliver07": phantoms.write_sliver07_phantom,
-        "acdc": phantoms.write_acdc_phantom,
-        "msd-brain": phantoms.write_msd_brain_phantom,
+    writers = {  # in-plane sizes like the real data's (padded to the recipe's size), so a slice is not a dot
+        "sliver07": lambda root: phantoms.write_sliver07_phantom(root, shape_zyx=(10, 512, 512)),
+        "acdc": lambda root: phantoms.write_acdc_phantom(root, frames=4, shape_zyx=(6, 216, 256)),
+        "msd-brain": lambda root: phantoms.write_msd_brain_phantom(root, shape_zyx=(8, 200, 160)),
         "chestxray14": lambda root: phantoms.write_chestxray_phantom(root, count=2),
     }
-    fig, axes = plt.subplots(1, len(writers), figsize=(10, 2.8))
-    counts = []
-    for ax, (recipe, write) in zip(axes, writers.items()):
+    counts, shown, titles = [], [], []
+    for recipe, write in writers.items():
         src = Path(work) / f"{recipe}-src"
-        if not src.is_dir():
+        if not (src / "phantom.json").is_file():
+            shutil.rmtree(src, ignore_errors=True)  # an older phantom: written anew
             write(src)
+            (src / "phantom.json").write_text(f"{PHANTOM_VERSION}\n")
         report = prepare_slices(recipe, Path(work) / recipe, src=src)
         images, _ = load_images(Path(work) / recipe)
         size = f"{images.shape[1]}x{images.shape[2]}"
         counts.append(dict(recipe=recipe, phantom_slices=report.total, failures=len(report.failures), size=size))
-        ax.imshow(images[len(images) // 2, :, :, 0], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{recipe} ({images.shape[1]} px)", fontsize=9)
-        ax.axis("off")
-    fig.suptitle("One slice per recipe, from phantoms (not real data)", fontsize=10)
+        richness = [len(np.unique(image)) for image in images[:, :, :, 0]]
+        shown.append(images[int(np.argmax(richness)), :, :, 0])  # the slice with the most distinct values
+        titles.append(f"{recipe} ({images.shape[1]} px)")
+    fig = image_grid(shown, titles, "One slice per recipe, from phantoms (not real data)", per_row=2)
     return fig, pd.DataFrame(counts).set_index("recipe")

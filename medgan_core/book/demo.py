@@ -37,13 +37,30 @@ def phantom_key(phantom) -> Path:
     return path
 
 
-def write_ct_phantom(root, cases: int = 2) -> Path:
-    """The synthetic liver CT phantom in the in-house layout (images/ + masks/, NIfTI and one DICOM series)."""
+CT_PHANTOM_SHAPE = (16, 512, 512)  # [Z, Y, X]: a 512 x 512 in-plane grid, like a real abdominal CT
+CT_PHANTOM_CASES = 6
+PHANTOM_VERSION = 2  # bumped whenever `medgan_core.data.phantoms` draws the phantom differently
+
+
+def write_ct_phantom(root, cases: int = CT_PHANTOM_CASES, shape_zyx=CT_PHANTOM_SHAPE) -> Path:
+    """The synthetic liver CT phantom in the in-house layout (images/ + masks/, NIfTI and one DICOM series): a
+    varied synthetic CT population, one seeded body per case (`medgan_core.data.phantoms.ct_case`).
+
+    Rewritten when `root/phantom.json` records other settings (an older phantom, other cases or shape)."""
+    import json
+    import shutil
+
     from medgan_core.data.phantoms import write_liver_ct_phantom
 
     root = Path(root)
-    if not (root / "masks").is_dir():
-        write_liver_ct_phantom(root, cases=cases)
+    settings = dict(version=PHANTOM_VERSION, cases=cases, shape_zyx=list(shape_zyx))
+    stamp = root / "phantom.json"
+    if (root / "masks").is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == settings:
+        return root
+    for folder in ("images", "masks"):
+        shutil.rmtree(root / folder, ignore_errors=True)
+    write_liver_ct_phantom(root, cases=cases, shape_zyx=tuple(shape_zyx))
+    stamp.write_text(json.dumps(settings) + "\n")
     return root
 
 
