@@ -1,9 +1,10 @@
 """Mode collapse over a run, read from its `metric-div128.jsonl` (the trainer's `div128` at every snapshot).
 
 `collapse_table(run_dir)`: one row per snapshot (kimg, spread, coverage, MS-SSIM of generated and real images,
-collapsed). `collapse_exit(table)`: the kimg of the first snapshot from which every later one is out of collapse
-(None while the last one is in it). `collapse_sentence(run_dir)`: both in words, for a record's README and a
-chapter's prose, so that the text follows the numbers.
+collapsed: this version's verdict on the recorded numbers). `collapse_exit(table)`: the kimg of the first
+snapshot from which every later one is out of collapse (None while the last one is in it).
+`collapse_sentence(run_dir)`: both in words, for a record's README and a chapter's prose, so that the text
+follows the numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from medgan_core.evaluation.collapse import CollapseReport
+
 DIVERSITY_METRIC = "div128"
 _SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)")
 COLUMNS = ["kimg", "spread", "coverage", "msssim", "msssim_real", "collapsed"]
@@ -23,23 +26,30 @@ def collapse_table(run_dir: str | Path, metric: str = DIVERSITY_METRIC) -> pd.Da
     """The collapse metric at every snapshot of a run, sorted by kimg (empty when the run never computed it)."""
     path = Path(run_dir) / f"metric-{metric}.jsonl"
     rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            results = entry["results"]
-            match = _SNAPSHOT_KIMG.search(entry.get("snapshot_pkl") or "")
-            rows.append(
-                dict(
-                    kimg=float(match.group(1)) if match else float("nan"),
-                    spread=results[metric],
-                    coverage=results[f"{metric}_coverage"],
-                    msssim=results[f"{metric}_msssim"],
-                    msssim_real=results[f"{metric}_msssim_real"],
-                    collapsed=bool(results[f"{metric}_collapse"]),
-                )
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        results = entry["results"]
+        report = CollapseReport(
+            spread_ratio=results[metric],
+            coverage=results[f"{metric}_coverage"],
+            msssim=results[f"{metric}_msssim"],
+            msssim_real=results[f"{metric}_msssim_real"],
+            num_generated=0,
+            num_real=0,
+        )
+        match = _SNAPSHOT_KIMG.search(entry.get("snapshot_pkl") or "")
+        rows.append(
+            dict(
+                kimg=float(match.group(1)) if match else float("nan"),
+                spread=report.spread_ratio,
+                coverage=report.coverage,
+                msssim=report.msssim,
+                msssim_real=report.msssim_real,
+                collapsed=report.collapsed,  # this version's verdict on the recorded numbers
             )
+        )
     return pd.DataFrame(rows, columns=COLUMNS).sort_values("kimg", ignore_index=True)
 
 
