@@ -64,3 +64,59 @@ def experiment_options(
         ada_kimg=ada_kimg if spec["augment"] else None,
         augpipe=augpipe if spec["augment"] else None,
     )
+
+
+def public_records_table() -> pd.DataFrame:
+    """The paper's public-dataset records for the page: best and mean (SD) FID, the previous record with its model,
+    the change, resolution and images; every number the paper's, '-' where the paper has none."""
+    rows = {}
+    for dataset, row in PAPER_PUBLIC.iterrows():
+        previous = row["previous_record"]
+        has_previous = not pd.isna(previous)
+        rows[dataset] = {
+            "best FID (paper)": f"{row['paper_best_fid']:.2f}",
+            "mean (SD) FID (paper)": f"{row['paper_mean_fid']:.2f} ({row['paper_sd_fid']:.2f})",
+            "previous record (paper)": f"{previous:.2f} ({row['previous_record_model']})" if has_previous else "-",
+            "best vs previous": f"{row['paper_best_fid'] / previous - 1:+.0%}" if has_previous else "first result",
+            "resolution": f"{row['resolution']}",
+            "images": f"{row['images']:,}",
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dataset")
+
+
+# The paper's training settings (PAPER.md, Training): NVIDIA's StyleGAN2 configuration with its defaults, except
+# Adam beta1 0.9 and fp32; 6,250 ticks of 4 kimg on eight A100s; FID at every 50-tick snapshot. Keys are
+# `medgan train` options (NVIDIA's spellings); where the paper only says "the default", NVIDIA's default is given.
+PAPER_TRAINING = {
+    "data": "liver CT slices (in-house), 512x512",
+    "cfg": "stylegan2",
+    "gpus": 8,
+    "kimg": 25000.0,
+    "tick": 4.0,
+    "snap": 50,
+    "cbase": 32768,
+    "cmax": 512,
+    "map": 8,
+    "beta1": 0.9,
+    "fp32": True,
+    "aug": "ada (experiments 3, 4)",
+    "augpipe": "bgc",
+    "ada_kimg": 500.0,
+    "target": 0.6,
+    "metrics": "fid50k_full",
+}
+
+
+def training_departures(cli_options: dict, resolution: int) -> pd.DataFrame:
+    """The run's `medgan train` options beside the paper's, one row for every setting where they differ (the
+    first row: data and resolution). `cli_options`: training_options.json's "cli_options"."""
+    rows = [dict(setting="data", paper=PAPER_TRAINING["data"], this_run=f"{resolution}x{resolution} (see above)")]
+    for key, paper_value in PAPER_TRAINING.items():
+        if key == "data":
+            continue
+        ours = cli_options.get(key)
+        if key == "aug" and ours == "ada":
+            continue  # the paper's experiments 3 and 4 use ADA too
+        if ours != paper_value and not (isinstance(ours, float | int) and ours == paper_value):
+            rows.append(dict(setting=key, paper=str(paper_value), this_run=str(ours)))
+    return pd.DataFrame(rows).set_index("setting")
