@@ -107,10 +107,10 @@ PAPER_TRAINING = {
 }
 
 
-def training_departures(cli_options: dict, resolution: int) -> pd.DataFrame:
+def training_departures(cli_options: dict, data: str) -> pd.DataFrame:
     """The run's `medgan train` options beside the paper's, one row for every setting where they differ (the
-    first row: data and resolution). `cli_options`: training_options.json's "cli_options"."""
-    rows = [dict(setting="data", paper=PAPER_TRAINING["data"], this_run=f"{resolution}x{resolution} (see above)")]
+    first row: `data`, what the run trained on). `cli_options`: training_options.json's "cli_options"."""
+    rows = [dict(setting="data", paper=PAPER_TRAINING["data"], this_run=data)]
     for key, paper_value in PAPER_TRAINING.items():
         if key == "data":
             continue
