@@ -206,6 +206,11 @@ def execute_chapters(chapters: list[str], book_root: Path, smoke: bool = False, 
 
 PAGE_CSS = """/* medgan book: output lines wrap at the page edge instead of being cut off or scrolled away */
 div.cell_output pre, div.output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+/* a table wider than the column scrolls inside it, its key (index) column first; headers wrap */
+div.cell_output table { display: block; max-width: 100%; overflow-x: auto; }
+div.cell_output table th { white-space: normal; }
+/* figures never run past the page */
+div.cell_output img { max-width: 100%; height: auto; }
 """
 
 
@@ -214,6 +219,64 @@ def install_css(book_root: Path) -> Path:
     target = book_root / GENERATED / "_static" / "medgan.css"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(PAGE_CSS)
+    return target
+
+
+REPOSITORY_FALLBACK = "the repository this book was built from"
+
+
+def parameter_values(notebook: Path) -> dict:
+    """Literal values assigned in a notebook's '# Parameters' cell (`a, b = 1, 2` included; others skipped)."""
+    import ast
+
+    import nbformat
+
+    values = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if "parameters" not in cell.metadata.get("tags", []):
+            continue
+        for node in ast.parse(cell.source).body:
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
+                pairs = [(target, node.value)]
+                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                    pairs = list(zip(target.elts, node.value.elts))
+                for name, value in pairs:
+                    if isinstance(name, ast.Name):
+                        try:
+                            values[name.id] = ast.literal_eval(value)
+                        except ValueError:
+                            pass
+    return values
+
+
+def demo_defaults(notebook: Path = REPO_ROOT / "notebooks" / "02_training.ipynb") -> str:
+    """The training chapter's default network and length in words, read from its parameters cell."""
+    p = parameter_values(notebook)
+    parts = [f"{p['resolution']} x {p['resolution']} pixels" if "resolution" in p else None]
+    parts += [f"{name} {p[name]:g}" if isinstance(p.get(name), float) else f"{name} {p[name]}"
+              for name in ("cbase", "cmax", "batch", "kimg") if name in p]  # fmt: skip
+    return ", ".join(part for part in parts if part) or "see the parameters of notebooks/02_training.ipynb"
+
+
+def book_config(book_root: Path) -> Path:
+    """_config.yml with what is computed at build time: the repository link (from `repository.url`, the one place
+    it is set; empty gives the fallback words and no repository button) and the demo's defaults, as MyST
+    substitutions `{{ repository }}` and `{{ demo_defaults }}`. Written to <book_root>/_build/_config.yml."""
+    import yaml
+
+    config = yaml.safe_load((book_root / "_config.yml").read_text(encoding="utf-8"))
+    url = str((config.get("repository") or {}).get("url") or "").strip()
+    parse = config.setdefault("parse", {})
+    substitutions = parse.setdefault("myst_substitutions", {})
+    substitutions["repository"] = f"[{url}]({url})" if url else REPOSITORY_FALLBACK
+    substitutions["demo_defaults"] = demo_defaults()
+    html = config.setdefault("html", {})
+    html["use_repository_button"] = bool(url)
+    target = book_root / "_build" / "_config.yml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return target
 
 
@@ -228,7 +291,8 @@ def build_html(book_root: Path, log=print) -> Path:
         )
     started = time.perf_counter()
     log("[book] jupyter-book build ...")
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_root), "--all", "-q"]
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_root), "--all", "-q",
+               "--config", str(book_config(book_root))]  # fmt: skip
     result = subprocess.run(command, cwd=book_root, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(

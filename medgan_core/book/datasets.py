@@ -149,7 +149,9 @@ def public_status(data_root, runs_root) -> tuple[pd.DataFrame, list[str]]:
                 f"{data_root}/{recipe} --dest {data_root}/{recipe}.zip` and experiment 4 into "
                 f"`{runs_root}/{recipe}-seed0`"
             )
-    return pd.DataFrame(rows).set_index("dataset"), missing
+    from medgan_core.book.display import dash_missing
+
+    return dash_missing(pd.DataFrame(rows).set_index("dataset")), missing
 
 
 def phantom_recipes(work):

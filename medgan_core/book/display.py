@@ -131,3 +131,8 @@ def int_list(value) -> list[int]:
     from medgan_core.utils.io import parse_int_list
 
     return parse_int_list(str(value).strip().strip("[]()"))
+
+
+def dash_missing(frame: pd.DataFrame, text: str = "-") -> pd.DataFrame:
+    """The table as the page shows it: missing values (NaN, None) as `text` instead of 'NaN'."""
+    return frame.astype(object).where(frame.notna(), text)
