@@ -115,3 +115,33 @@ def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8,
         "features: finite / varying over the real set": f"{int(finite.sum())} / {int(varies.sum())}",
     }, name="value")  # fmt: skip
     return summary, table
+
+
+def frd_feature_count(size: int, seed: int = 0) -> int:
+    """How many radiomic features frd-score v1 computes per `size` x `size` grayscale image (diagnostics left out):
+    pyradiomics skips filters an image is too small for, so the count depends on the size. Counted on a seeded
+    textured test image written to a temporary PNG."""
+    ok, reason = frd_available()
+    if not ok:
+        raise RuntimeError(reason)
+    import contextlib
+    import io
+    import logging
+    import tempfile
+
+    import numpy as np
+    from frd_score import frd as impl
+
+    from medgan_core.utils.io import save_png
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    extractor = impl.get_feature_extractor(frd_version="v1", features=None, image_dim=2, image_types=None,
+                                           log_sigma=None, config_path=None, bin_width=None, normalize_scale=None,
+                                           voxel_array_shift=None)  # fmt: skip
+    image = np.random.default_rng(seed).integers(0, 256, size=(size, size), dtype=np.uint8)
+    with tempfile.TemporaryDirectory(prefix="medgan-frd-count-") as tmp:
+        path = Path(tmp) / "image.png"
+        save_png(image, path)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            _, dicts, _ = impl.compute_features([str(path)], extractor, num_workers=1, frd_version="v1")
+    return sum(1 for key in dicts[0] if not key.startswith("diagnostics_"))

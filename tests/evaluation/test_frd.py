@@ -45,3 +45,18 @@ def test_frd_breakdown_reproduces_frd_score_and_names_constant_features(tmp_path
     assert summary["log d_F^2, features that vary over the real set"] <= expected
     assert len(table) == 5 and table["share"].is_monotonic_decreasing
     assert not table["varies over reals"].iloc[0]  # noise moves a feature that the real slices never vary
+
+
+def test_methods_page_states_the_measured_feature_count():
+    """The methods page's feature count is what frd-score v1 computes here, at the book's sizes."""
+    import re
+
+    from medgan_core.book.build import REPO_ROOT
+
+    ok, reason = frd_module.frd_available()
+    assert ok, f"the test setup installs the FRD extra: {reason}"
+    counts = {size: frd_module.frd_feature_count(size) for size in (32, 256)}
+    page = (REPO_ROOT / "book" / "methods.md").read_text(encoding="utf-8")
+    stated = {int(n) for n in re.findall(r"\*\*(\d+) features per image\*\*", page)}
+    assert stated == set(counts.values()), (stated, counts)
+    assert "about 460" not in page and "normalised together" not in page
