@@ -6,19 +6,36 @@ from them) -> `training_kwargs` (same file: the dataset opened once, the --cfg p
 `training_options.json` layout) -> `launch` (training/launch.py: run folder, 1..N ranks) -> `training_loop(**kwargs)`
 (training/loop.py) -> `StyleGAN2Loss(**loss_kwargs)` (loss.py).
 Multi-node: torchrun's usual --nnodes, --node_rank, --rdzv_backend, --rdzv_endpoint arguments.
+
+A run folder has one writer: the trainer holds its lock (utils/runlock.py) from before --auto-resume tidies it to
+the run's end; `MEDGAN_LOCK_WAIT=SECONDS` waits that long for a holder to end before refusing (the grid sets it).
+Exit codes: 0 done (or finished before), 1 a training failure, 2 bad options, 74 a file of the run could not be
+written (disk full, over quota, read-only, not writable; `EXIT_DISK_FAULT`), 75 the run folder is held by another
+writer (`EXIT_LOCKED`), 128 + N stopped by signal N after a last snapshot (130 Ctrl-C, 143 SIGTERM).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
+import sys
+from contextlib import nullcontext
 
 import click
 
 from medgan_core.training import allocator, autoresume
 from medgan_core.training.dataset import DatasetError
-from medgan_core.training.launch import launch
+from medgan_core.training.launch import explain_fault, launch
 from medgan_core.training.options import TrainOptions, run_desc, training_kwargs, training_options
+from medgan_core.utils.io import EXIT_DISK_FAULT, DiskFault
+from medgan_core.utils.runlock import EXIT_LOCKED, RunLocked, run_lock
+
+_EPILOG = (
+    "Exit codes: 0 done, 1 training failure, 2 bad options, 74 a run file could not be written (disk full, quota, "
+    "read-only; the message names the file, the bytes needed, the last snapshot and the command that continues), "
+    "75 the run folder is held by another writer, 130/143 stopped by Ctrl-C/SIGTERM after a last snapshot."
+)
 
 
 def train(**options) -> dict | None:
@@ -27,16 +44,30 @@ def train(**options) -> dict | None:
     opts = TrainOptions(**options)
     if not opts.dry_run:
         opts = dataclasses.replace(opts, allocator=allocator.ensure(opts.allocator, opts.device))
-    try:  # --resume is checked before any folder is made; --auto-resume picks the snapshot to continue from
-        opts = autoresume.resolve(opts)
-    except autoresume.RunFinished as finished:
-        print(finished)
-        return None
-    kwargs, training_set = training_kwargs(opts)
-    return launch(kwargs, training_set, outdir=opts.outdir, desc=run_desc(opts, kwargs), dry_run=opts.dry_run)
+    try:
+        with _lock(opts):
+            try:  # --resume is checked before any folder is made; --auto-resume picks the snapshot to continue from
+                opts = autoresume.resolve(opts)
+            except autoresume.RunFinished as finished:
+                print(finished)
+                return None
+            kwargs, training_set = training_kwargs(opts)
+            return launch(kwargs, training_set, outdir=opts.outdir, desc=run_desc(opts, kwargs), dry_run=opts.dry_run)
+    except DiskFault as fault:
+        explain_fault(fault, opts.run_dir)
+        raise
 
 
-@click.command(name="train", context_settings={"help_option_names": ["-h", "--help"]})
+def _lock(opts: TrainOptions):
+    """The lock of a given --run-dir, taken by its one writer (rank 0, or the process that spawns the ranks) before
+    anything there changes; a new numbered folder is locked by the launcher that makes it."""
+    if not opts.run_dir or opts.dry_run or int(os.environ.get("RANK", "0")) != 0:
+        return nullcontext()
+    advice = "To train beside it, give this run its own --run-dir."
+    return run_lock(opts.run_dir, wait_s=float(os.environ.get("MEDGAN_LOCK_WAIT", "0") or 0), advice=advice)
+
+
+@click.command(name="train", context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @training_options
 def main(**options) -> None:
     """Train StyleGAN2-ADA on a folder or zip of PNGs.
@@ -54,6 +85,9 @@ def main(**options) -> None:
         result = train(**options)
     except (DatasetError, autoresume.ResumeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except (DiskFault, RunLocked) as exc:  # one line, no traceback, its own exit code
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_DISK_FAULT if isinstance(exc, DiskFault) else EXIT_LOCKED)
     if result is not None and result.get("stopped_by"):  # the usual 128 + signal number (130 Ctrl-C, 143 TERM)
         name = result["stopped_by"]
         raise SystemExit(128 + signal.Signals[name].value if name in signal.Signals.__members__ else 1)

@@ -99,7 +99,7 @@ def save_checkpoint(
     }
     data = safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(header, allow_nan=True)})
     path = Path(path)
-    with atomic_write(path) as f:
+    with atomic_write(path, size=len(data)) as f:
         f.write(data)
     return path
 

@@ -43,7 +43,7 @@ from medgan_core.metrics.inception_score import inception_score
 from medgan_core.metrics.kid import kernel_inception_distance
 from medgan_core.metrics.precision_recall import precision_recall
 from medgan_core.utils.heap import heap_reuse
-from medgan_core.utils.io import atomic_write
+from medgan_core.utils.io import write_whole
 
 METRICS: dict[str, str] = {
     "fid50k_full": "medgan_core.metrics.runner:fid50k_full",
@@ -421,7 +421,6 @@ def report_metric(result: dict, run_dir: str | os.PathLike, snapshot: str | os.P
     earlier = [v for v in earlier if math.isfinite(v)]
     higher = higher_is_better(metric)
     is_best = math.isfinite(value) and (not earlier or (value > max(earlier) if higher else value < min(earlier)))
-    with atomic_write(path, "w") as f:
-        f.write("".join(line + "\n" for line in previous_lines if line.strip()))
-        f.write(metric_line(result, run_dir, snapshot) + "\n")
+    lines = [line for line in previous_lines if line.strip()] + [metric_line(result, run_dir, snapshot)]
+    write_whole(path, "".join(line + "\n" for line in lines))
     return is_best

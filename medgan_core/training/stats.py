@@ -3,7 +3,7 @@
 `StatsCollector.report(name, values)` accumulates count, sum and sum of squares in float64 on the values'
 device (no host sync per step); `collect()` all-reduces them across ranks once per tick and returns
 {name: {"num", "mean", "std"}} as NVIDIA's `training_stats` does, so stats.jsonl has NVIDIA's layout (one JSON
-object per tick, each entry {num, mean, std}, plus "timestamp").
+object per tick, each entry {num, mean, std}, plus "timestamp"), each line written whole or not at all.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from medgan_core.utils.io import append_whole
 
 
 class StatsCollector:
@@ -70,7 +72,7 @@ class RunLogger:
 
     def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
-        self._jsonl = open(self.run_dir / "stats.jsonl", "a")
+        self._jsonl = open(self.run_dir / "stats.jsonl", "ab", buffering=0)  # each line whole or not at all
         self._tb = None
         if tensorboard:
             try:
@@ -82,8 +84,7 @@ class RunLogger:
 
     def write(self, stats: dict[str, dict[str, float]], global_step_kimg: float) -> None:
         line = dict(stats, timestamp=time.time())
-        self._jsonl.write(json.dumps(line) + "\n")
-        self._jsonl.flush()
+        append_whole(self._jsonl, (json.dumps(line) + "\n").encode(), self.run_dir / "stats.jsonl")
         if self._tb is not None:
             step = int(global_step_kimg * 1000)  # nimg, as NVIDIA
             for name, value in stats.items():
