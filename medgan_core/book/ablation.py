@@ -182,3 +182,172 @@ def final_grids_figure(runs: dict[str, RunDirectory], seed: int | None = None, t
         ax.set_title(EXPERIMENTS[k]["name"], fontsize=9)
         ax.axis("off")
     return fig
+
+
+def _seed_of(name: str) -> int:
+    return int(_RUN_NAME.match(name).group(2))
+
+
+def differences_from_paper(runs: dict[str, RunDirectory]) -> pd.DataFrame:
+    """Every ablation setting in which these runs differ from the paper's, from the runs' own options (the
+    lowest-seed run of each experiment; transfer source from a transfer run) against `PAPER_ABLATION_SETTINGS`."""
+    from medgan_core.book.paper import PAPER_ABLATION_SETTINGS
+
+    first = runs[min(runs, key=lambda n: (experiment_of(n), _seed_of(n)))]
+    options, config = first.options(), first.config()
+    transfer = [run for name, run in sorted(runs.items()) if EXPERIMENTS[experiment_of(name)]["transfer"]]
+    source = Path(str(transfer[0].options().get("resume"))).name if transfer else "no transfer run"
+    per_experiment = pd.Series([experiment_of(n) for n in runs]).value_counts()
+    metric = str(options.get("metrics"))
+    ours = {
+        "data": Path(str(options.get("data"))).name,
+        "resolution": str(config.get("G_kwargs", {}).get("img_resolution", "?")),
+        "length (kimg)": f"{float(options.get('kimg')):g}",
+        "runs per experiment": "/".join(str(v) for v in sorted(set(per_experiment))),
+        "metric": f"{metric} ({'FRD, not FID' if metric.startswith('frd') else 'as recorded'}), best over training",
+        "transfer source": source,
+        "network (cbase, cmax, mapping layers)": ", ".join(str(options.get(k)) for k in ("cbase", "cmax", "map")),
+        "Adam beta1": f"{options.get('beta1')}",
+        "precision": "fp32" if options.get("fp32") else "mixed",
+        "batch": str(options.get("batch")),
+        "R1 gamma": f"{options.get('gamma')}",
+    }
+    rows = [(k, ours[k], paper) for k, paper in PAPER_ABLATION_SETTINGS.items() if ours[k] != paper]
+    return pd.DataFrame(rows, columns=["setting", "ours", "paper"]).set_index("setting")
+
+
+def _direction(before: float, after: float, lower_is_better: bool = True) -> str:
+    if np.isclose(before, after):
+        return "leaves it unchanged"
+    better = (after < before) == lower_is_better
+    return "helps" if better else "hurts"
+
+
+def ordering_comparison(scores: pd.DataFrame, label: str = "FRD") -> str:
+    """Markdown: for transfer, augmentation and both, what the paper's FID says and what our `label` says, with
+    our permutation p-value, and whether the two agree. Words follow the numbers."""
+    means = scores.groupby("experiment")[label].mean()
+    tests = permutation_tests(scores, label)
+    lines = []
+    agree = 0
+    for k in (2, 3, 4):
+        name, base = EXPERIMENTS[k]["name"], EXPERIMENTS[1]["name"]
+        paper_before, paper_after = (
+            PAPER_ABLATION.loc[base, "paper_fid_mean"],
+            PAPER_ABLATION.loc[name, "paper_fid_mean"],
+        )
+        paper_word = _direction(paper_before, paper_after)
+        if name not in means.index or base not in means.index or pd.isna(means.get(name)):
+            lines.append(f"- **{name}**: the paper's FID {paper_before:.2f} -> {paper_after:.2f} ({paper_word}); "
+                         "not run here.")  # fmt: skip
+            continue
+        ours_word = _direction(means[base], means[name])
+        row = f"{name} vs 1 baseline"
+        p = f"p = {tests.loc[row, 'p value']:.3f}" if row in tests.index else "no test"
+        agree += ours_word == paper_word
+        lines.append(
+            f"- **{name}**: the paper's FID {paper_before:.2f} -> {paper_after:.2f} ({paper_word}); our {label} "
+            f"{means[base]:.2f} -> {means[name]:.2f} ({ours_word}, permutation {p})."
+        )
+    significant = int(tests["significant at 0.05"].sum()) if len(tests) else 0
+    verdict = (
+        "Our runs order the experiments as the paper does"
+        if agree == 3
+        else f"Our runs point the same way as the paper in {agree} of the 3 comparisons and the other way in the rest"
+    )
+    verdict += (
+        f"; {significant} of our {len(tests)} differences is significant at 0.05, so where they disagree with the "
+        "paper they do not contradict it: they are too short, on other data, to decide."
+        if significant < len(tests) or not len(tests)
+        else "; every one of our differences is significant at 0.05."
+    )
+    return "\n".join(lines) + "\n\n" + verdict
+
+
+def loss_comparison(curves: pd.DataFrame) -> str:
+    """Markdown: the paper's loss finding (augmentation lowered and steadied the G loss) against our runs."""
+    from medgan_core.turing import permutation_test_means
+
+    per_run = curves.groupby(["run", "experiment"]).G_loss.agg(["mean", "std"]).reset_index()
+    augmented = per_run[per_run.experiment.str.contains("augmented")]
+    plain = per_run[~per_run.experiment.str.contains("augmented")]
+    paper = "The paper: augmentation significantly lowered the generator loss and steadied training."
+    if len(augmented) + len(plain) < 3 or not len(augmented) or not len(plain):
+        return f"{paper} Too few runs here to test it."
+    t = permutation_test_means(list(augmented["mean"]), list(plain["mean"]), paired=False, alpha=0.05)
+    lower = t.statistic < 0 and t.significant
+    steadier = augmented["std"].mean() < plain["std"].mean()
+    ours = (
+        f"Ours: mean G loss of augmented minus not augmented runs {t.statistic:+.3f} (permutation p = "
+        f"{t.p_value:.3f}), {'significantly lower' if lower else 'no significant lowering'}; its SD within a run "
+        f"{augmented['std'].mean():.3f} against {plain['std'].mean():.3f} "
+        f"({'steadier' if steadier else 'not steadier'})."
+    )
+    agrees = lower and steadier
+    return f"{paper} {ours} {'Our runs show the same effect.' if agrees else 'Our runs do not show that effect.'}"
+
+
+def grid_tiles(run: RunDirectory, side: int | None = None) -> np.ndarray:
+    """The images of a run's final grid (fakesNNNNNN.png) cut into tiles: uint8 [N, side, side, 1]."""
+    side = side or run.config().get("G_kwargs", {}).get("img_resolution") or 32
+    grid = run.grid("latest")
+    grid = grid[..., 0] if grid.ndim == 3 else grid
+    rows, columns = grid.shape[0] // side, grid.shape[1] // side
+    tiles = grid[: rows * side, : columns * side].reshape(rows, side, columns, side).swapaxes(1, 2)
+    return np.ascontiguousarray(tiles.reshape(rows * columns, side, side, 1))
+
+
+def final_collapse(runs: dict[str, RunDirectory], real_images: np.ndarray) -> pd.DataFrame:
+    """Mode-collapse report of every run's final grid against the real images (uint8 [N, H, W, 1] at the runs'
+    resolution): one row per run with spread, coverage, MS-SSIM and the state."""
+    from medgan_core.evaluation.collapse import collapse_report
+
+    rows = {}
+    for name, run in sorted(runs.items()):
+        report = collapse_report(grid_tiles(run), real_images)
+        rows[name] = dict(experiment=EXPERIMENTS[experiment_of(name)]["name"], report=report, **report.summary())
+    columns = ["experiment", "spread_ratio", "coverage", "msssim", "msssim_real", "state", "report"]
+    return pd.DataFrame.from_dict(rows, orient="index")[columns].rename_axis("run")
+
+
+def real_images_at(data, work, resolution: int, max_images: int = 1000) -> np.ndarray:
+    """The real slices (a folder of PNGs) at the runs' resolution, uint8 [N, H, W, 1]."""
+    from medgan_core.book.demo import downscale_folder
+    from medgan_core.evaluation.images import load_images
+
+    folder = downscale_folder(data, Path(work) / f"reals-{resolution}", resolution)
+    images, _ = load_images(folder, max_images=max_images)
+    return images
+
+
+def collapse_boxes(table: pd.DataFrame, consequences: str, show: bool = True) -> list[str]:
+    """One box per collapse state among the runs (`final_collapse`'s table), decided by the numbers: the runs in
+    that state named and counted, the numbers of its median-spread run (`collapse_box`)."""
+    from medgan_core.book.collapse import collapse_box
+
+    boxes = []
+    for _state, group in table.groupby("state", sort=False):
+        example = group.sort_values("spread_ratio").index[len(group) // 2]
+        names = ", ".join(group.index)
+        subject = (
+            f"The final generator of {len(group)} of the {len(table)} runs ({names}; numbers of run {example})"
+            if len(group) > 1
+            else f"The final generator of run {example} (1 of {len(table)} runs)"
+        )
+        boxes.append(collapse_box(group.loc[example, "report"], subject, consequences, show=show))
+    return boxes
+
+
+def resolution_of(runs: dict[str, RunDirectory]) -> int:
+    """The runs' image resolution (from the first run's options)."""
+    run = runs[min(runs)]
+    return int(run.config().get("G_kwargs", {}).get("img_resolution") or 32)
+
+
+def length_sentence(runs: dict[str, RunDirectory]) -> str:
+    """'Our runs: 10 kimg each at 32 x 32 pixels, 3 per experiment.' from the runs' own options."""
+    lengths = sorted({float(run.options().get("kimg")) for run in runs.values()})
+    counts = sorted(set(pd.Series([experiment_of(n) for n in runs]).value_counts()))
+    side = resolution_of(runs)
+    return (f"Our runs: {' or '.join(f'{k:g}' for k in lengths)} kimg each at {side} x {side} pixels, "
+            f"{'/'.join(map(str, counts))} per experiment.")  # fmt: skip

@@ -118,5 +118,25 @@ def training_departures(cli_options: dict, data: str) -> pd.DataFrame:
         if key == "aug" and ours == "ada":
             continue  # the paper's experiments 3 and 4 use ADA too
         if ours != paper_value and not (isinstance(ours, float | int) and ours == paper_value):
-            rows.append(dict(setting=key, paper=str(paper_value), this_run=str(ours)))
+            rows.append(dict(setting=key, paper=_text(paper_value), this_run=_text(ours)))
     return pd.DataFrame(rows).set_index("setting")
+
+
+# The ablation's settings in the paper (PAPER.md, Training and Evaluation), for "what differs from the paper".
+PAPER_ABLATION_SETTINGS = {
+    "data": "in-house liver CT, 10,600 slices",
+    "resolution": "512",
+    "length (kimg)": "25000",
+    "runs per experiment": "5",
+    "metric": "FID (Inception-v3), best over training",
+    "transfer source": "NVIDIA's FFHQ StyleGAN2 weights",
+    "network (cbase, cmax, mapping layers)": "32768, 512, 8",
+    "Adam beta1": "0.9",
+    "precision": "fp32",
+    "batch": "not stated (NVIDIA's default)",
+    "R1 gamma": "not stated (NVIDIA's default)",
+}
+
+
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
