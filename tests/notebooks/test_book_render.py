@@ -81,6 +81,65 @@ def clean_page_problems(notebook) -> list[str]:
     return problems
 
 
+# text a reader must never see: a placeholder left in a command, an unfilled MyST substitution, a parameter's name
+# where its value belongs
+PLACEHOLDERS = re.compile(r"<(gamma|this repository)>|\{\{\s*\w+\s*\}\}|after kimg thousand|\(kimg each\)")
+PAGE_CHECKS = """() => {
+  const article = document.querySelector('article') || document.body;
+  const right = article.getBoundingClientRect().right + 1;
+  const scrolls = (el) => {
+    for (let e = el; e && e !== article; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX;
+      if ((o === 'auto' || o === 'scroll') && e.getBoundingClientRect().right <= right) return true;
+    }
+    return false;
+  };
+  const nan = [...article.querySelectorAll('td, th')].filter(c => /^\\s*(NaN|nan|None)\\s*$/.test(c.textContent));
+  const cut = [...article.querySelectorAll('table')]
+    .filter(t => t.getBoundingClientRect().right > right && !scrolls(t));
+  const wide = [...article.querySelectorAll('img')].filter(i => i.getBoundingClientRect().right > right);
+  return {nan: nan.map(c => c.closest('tr').textContent.trim().slice(0, 60)),
+          cut: cut.map(t => t.textContent.trim().slice(0, 60)),
+          wide: wide.map(i => (i.getAttribute('src') || '').slice(0, 60)),
+          text: article.innerText};
+}"""
+
+
+def page_problems(page) -> list[str]:
+    """What a reader would trip over on a built page: NaN cells, tables running past the column without scrolling,
+    figures wider than the page, unresolved placeholders."""
+    found = page.evaluate(PAGE_CHECKS)
+    problems = [f"NaN cell in row {row!r}" for row in found["nan"]]
+    problems += [f"table cut off at the page edge: {text!r}" for text in found["cut"]]
+    problems += [f"figure wider than the page: {src!r}" for src in found["wide"]]
+    problems += [f"unresolved placeholder {m.group(0)!r}" for m in PLACEHOLDERS.finditer(found["text"])]
+    return problems
+
+
+@pytest.mark.browser
+def test_page_checks_find_what_a_reader_would_trip_over(browser, tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<html><body><article style='width:400px'><table><tr><td>NaN</td><td>x</td></tr></table>"
+        "<table><tr><td>" + "wide&nbsp;" * 200 + "</td></tr></table><img style='width:900px'>"
+        "<pre>--gamma &lt;gamma&gt;</pre><p>after kimg thousand images, {{ repository }}</p></article></body></html>"
+    )
+    good = tmp_path / "good.html"
+    good.write_text(
+        "<html><body><article style='width:400px'><div style='overflow-x:auto'><table><tr><td>-</td><td>"
+        + "wide&nbsp;" * 200
+        + "</td></tr></table></div><img style='max-width:100%;width:900px'>"
+        "<pre>--gamma 1.6384</pre><p>after 10 thousand images</p></article></body></html>"
+    )
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(bad.as_uri())
+    problems = page_problems(page)
+    assert len(problems) == 6, problems  # NaN, cut table, wide figure, 3 placeholders
+    page.goto(good.as_uri())
+    assert page_problems(page) == []
+    page.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_outputs_are_clean(smoke_book, chapter):
@@ -153,6 +212,8 @@ def test_every_page_renders_with_its_figures_offline(smoke_book, browser, tmp_pa
                 "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 80))",
             )
             assert not wide, f"{relative}: output lines wider than the page: {wide}"
+        problems = page_problems(page)
+        assert not problems, f"{relative}: {problems}"
         page.screenshot(path=str(tmp_path / f"{relative.replace('/', '_')}.png"), full_page=False)
     # equations are typeset by the local MathJax (MathJax 2 wraps each in an element of class MathJax)
     page.goto((html_dir / "book" / "methods.html").as_uri(), wait_until="load")
