@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import click
@@ -225,7 +227,8 @@ def metrics(network_path, data, mirror, metric_list, num_gen, inception, vgg16, 
 
     Without --data the dataset is looked up as NVIDIA's calc_metrics.py does (the network's training_set_kwargs,
     else training_options.json beside it). When the network lies in a run folder (training_options.json beside
-    it), each result is appended to metric-<name>.jsonl there in NVIDIA's format.
+    it), each result is appended to metric-<name>.jsonl there in NVIDIA's format, under the folder's writer lock:
+    a folder that `medgan train` still writes is refused (exit 75) before the metrics are computed.
     """
     from medgan_core.metrics import runner
 
@@ -264,21 +267,43 @@ def metrics(network_path, data, mirror, metric_list, num_gen, inception, vgg16, 
     job = dict(network=str(network), names=names, data=str(data), device=device, cache_dir=cache_dir,
                inception=inception, vgg16=vgg16, progress=not as_json, batch_size=batch_size, num_gen=num_gen,
                mirror=mirror)  # fmt: skip
+    run_dir = _run_dir(network, str(network_path))
+    with _run_folder_lock(run_dir, "Run this again once it ended."):  # refused before computing anything
+        pass
     try:
         results = _compute(job, gpus)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    run_dir = _run_dir(network, str(network_path))
     for result in results:
-        if run_dir is not None:
-            runner.report_metric(result, run_dir, snapshot=network.resolve())
         if as_json:
             click.echo(runner.metric_line(result, run_dir, network.resolve()))
         else:
             values = "  ".join(f"{key} {value:.6f}" for key, value in result["results"].items())
             click.echo(f"{values}  ({result['total_time_str']})")
-    if run_dir is not None and not as_json:
-        click.echo(f"appended to {', '.join(f'metric-{name}.jsonl' for name in names)} in {run_dir}")
+    if run_dir is not None:
+        with _run_folder_lock(run_dir, "The values above were not appended; run this again once it ended."):
+            for result in results:
+                runner.report_metric(result, run_dir, snapshot=network.resolve())
+        if not as_json:
+            click.echo(f"appended to {', '.join(f'metric-{name}.jsonl' for name in names)} in {run_dir}")
+
+
+@contextlib.contextmanager
+def _run_folder_lock(run_dir: Path | None, advice: str):
+    """The run folder's writer lock (utils/runlock.py) inside the block; a held folder or a failed write exits
+    with one line and the trainer's codes (75 held, 74 not writable)."""
+    from medgan_core.utils.io import EXIT_DISK_FAULT, DiskFault
+    from medgan_core.utils.runlock import EXIT_LOCKED, RunLocked, run_lock
+
+    if run_dir is None:
+        yield
+        return
+    try:
+        with run_lock(run_dir, purpose="medgan metrics", advice=advice, log=lambda line: click.echo(line, err=True)):
+            yield
+    except (RunLocked, DiskFault) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_DISK_FAULT if isinstance(exc, DiskFault) else EXIT_LOCKED)
 
 
 def _compute(job: dict, gpus: int) -> list[dict]:

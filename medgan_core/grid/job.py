@@ -15,7 +15,10 @@ the run folder from its newest complete snapshot, and a run that finished is not
   SIGTERM to the ranks (the trainer writes a last snapshot and exits) and hands submitit a fresh copy of this
   job to requeue. The children ignore USR2 (SLURM signals every process of the step).
 - Any other end without finished.json (a crash, a kill, a dead node) raises `RunFailed` with the log's tail;
-  the launcher retries it (`launcher.run_grid`).
+  the launcher retries it (`launcher.run_grid`), except a run whose files could not be written (exit code 74,
+  disk full or read-only: its last line says what to free), which fails at once.
+- A new attempt waits up to `stop_grace_s` for the run folder's lock (`MEDGAN_LOCK_WAIT`): the ranks of an
+  attempt that is still writing its last snapshot end first; one run folder never has two writers.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def read_state(run_dir: str | Path) -> dict | None:
         return None
 
 
-def _write_state(run_dir: Path, **fields) -> None:
+def write_state(run_dir: Path, **fields) -> None:
     from medgan_core.utils.io import atomic_write
 
     state = dict(read_state(run_dir) or {}, **fields)
@@ -128,10 +131,10 @@ class RunJob(submitit.helpers.Checkpointable):
             log.flush()
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_ignore_usr2,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=dict(os.environ, PYTHONUNBUFFERED="1", MEDGAN_LOCK_WAIT=str(self.stop_grace_s)),
             )  # fmt: skip
             if node == 0:
-                _write_state(run_dir, job_id=str(env.job_id), host=socket.gethostname(), pid=self._process.pid,
+                write_state(run_dir, job_id=str(env.job_id), host=socket.gethostname(), pid=self._process.pid,
                              state="running", returncode=None, started=time.time(), ended=None)  # fmt: skip
             try:
                 returncode = self._process.wait()
@@ -140,7 +143,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 raise
         done = autoresume.finished_record(run_dir)
         if node == 0:
-            _write_state(run_dir, state="finished" if done else "failed", returncode=returncode, ended=time.time())
+            write_state(run_dir, state="finished" if done else "failed", returncode=returncode, ended=time.time())
         if done is not None:
             return dict(name=self.run.name, state="finished", kimg=done["kimg"])
         how = f"killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exit code {returncode}"
@@ -159,7 +162,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
             if node == 0:
-                _write_state(run_dir, state="stopped", returncode=process.returncode, ended=time.time())
+                write_state(run_dir, state="stopped", returncode=process.returncode, ended=time.time())
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Preempted or at the time limit: stop the ranks with a last snapshot, then be requeued as a fresh job.
@@ -173,7 +176,7 @@ class RunJob(submitit.helpers.Checkpointable):
             if returncode is _STILL_RUNNING:
                 _signal_group(process.pid, signal.SIGKILL)
                 returncode = _wait_exit(process.pid, 60)
-            _write_state(Path(self.run.run_dir), state="preempted", returncode=returncode, ended=time.time())
+            write_state(Path(self.run.run_dir), state="preempted", returncode=returncode, ended=time.time())
         return submitit.helpers.DelayedSubmission(RunJob(self.run, self.nodes, self.gpus_per_node, self.stop_grace_s))
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medgan_core.grid.job import CONSOLE, RunJob, log_tail, train_command
 from medgan_core.grid.table import GridRun, train_args
+from medgan_core.utils.io import EXIT_DISK_FAULT
 
 MANIFEST = "grid.json"
 JOBS_FOLDER = ".grid-jobs"  # submitit's pickles and per-job logs, below the runs root
@@ -156,21 +158,26 @@ def run_grid(
         for run in pending:  # local with a parallel limit: the rest go now (no watcher to feed them)
             jobs.submit([run])
         return outcomes
-    while jobs.active:
-        time.sleep(poll_s)
-        retry = []
-        for name, (run, job) in list(jobs.active.items()):
-            if not job.done():
-                continue
-            del jobs.active[name]
-            outcome = _ended(run, job, jobs.attempts[name], retries, log)
-            if outcome == "retry":
-                retry.append(run)
-            else:
-                outcomes[name] = outcome
-        free = max(limit - len(jobs.active) - len(retry), 0)
-        jobs.submit(retry + pending[:free])
-        pending = pending[free:]
+    try:
+        while jobs.active:
+            time.sleep(poll_s)
+            retry = []
+            for name, (run, job) in list(jobs.active.items()):
+                if not job.done():
+                    continue
+                del jobs.active[name]
+                outcome = _ended(run, job, jobs.attempts[name], retries, log)
+                if outcome == "retry":
+                    retry.append(run)
+                else:
+                    outcomes[name] = outcome
+            free = max(limit - len(jobs.active) - len(retry), 0)
+            jobs.submit(retry + pending[:free])
+            pending = pending[free:]
+    except KeyboardInterrupt:
+        if kind == "local":
+            jobs.mark_stopped()
+        raise
     return outcomes
 
 
@@ -210,6 +217,25 @@ class _Submissions:
             self.active[run.name] = (run, job)
             self.log(f"[grid] {run.name}: attempt {self.attempts[run.name]} submitted as job {job.job_id}")
 
+    def mark_stopped(self) -> None:
+        """Ctrl-C of a local launcher: each job stopped its ranks (SIGTERM: a last snapshot) and was then killed by
+        submitit's controller; wait for the ranks to end and record the runs as stopped (not failed), so that
+        `medgan grid status` says so and the same submit continues them. Ctrl-C again leaves at once."""
+        from medgan_core.grid.job import read_state, write_state
+        from medgan_core.grid.status import pid_alive
+
+        self.log(f"[grid] interrupted: waiting for {len(self.active)} run(s) to write a last snapshot "
+                 "(Ctrl-C again to leave them)")  # fmt: skip
+        for run, _job in self.active.values():
+            state = read_state(run.run_dir)
+            if not state or state.get("state") != "running" or state.get("host") != socket.gethostname():
+                continue
+            while pid_alive(state.get("pid")):
+                time.sleep(0.2)
+            if not _finished(run):
+                write_state(Path(run.run_dir), state="stopped", stopped_by="Ctrl-C of the launcher", ended=time.time())
+                self.log(f"[grid] {run.name}: stopped; the same submit continues it from its newest snapshot")
+
 
 def _ended(run: GridRun, job, attempt: int, retries: int, log) -> str:
     """What the end of a run's job means: 'finished', 'retry' (the next attempt continues from its newest
@@ -220,6 +246,10 @@ def _ended(run: GridRun, job, attempt: int, retries: int, log) -> str:
         return "finished"
     tail = log_tail(run.run_dir)
     what = error or "the job ended without finished.json"
+    if f"(exit code {EXIT_DISK_FAULT})" in what:  # disk full or not writable: a retry would fail alike
+        log(f"[grid] {run.name}: FAILED: a file of the run could not be written; free space or fix the "
+            f"permissions, then submit again (it goes on from its snapshot). Log tail:\n{_indent(tail)}")  # fmt: skip
+        return "failed"
     if attempt <= retries:
         log(f"[grid] {run.name}: attempt {attempt} failed ({_first_line(what)}); retrying, it continues "
             f"from its newest snapshot. Log tail:\n{_indent(tail)}")  # fmt: skip

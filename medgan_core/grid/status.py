@@ -35,11 +35,21 @@ def _last_stats_line(run_dir: Path) -> dict | None:
 def _alive(state: dict) -> bool:
     if state.get("host") != socket.gethostname():
         return True  # another node: trust the record (its ticks say whether it moves)
+    return pid_alive(state.get("pid"))
+
+
+def pid_alive(pid) -> bool:
+    """Whether process `pid` of this host still runs (a zombie, ended but not yet reaped, does not)."""
     try:
-        os.kill(int(state["pid"]), 0)
-    except (OSError, KeyError, TypeError, ValueError):
+        pid = int(pid)
+        os.kill(pid, 0)
+    except (OSError, TypeError, ValueError):
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): the signal's answer
 
 
 def run_state(run_dir: Path) -> str:
