@@ -136,3 +136,27 @@ def int_list(value) -> list[int]:
 def dash_missing(frame: pd.DataFrame, text: str = "-") -> pd.DataFrame:
     """The table as the page shows it: missing values (NaN, None) as `text` instead of 'NaN'."""
     return frame.astype(object).where(frame.notna(), text)
+
+
+def correlation_words(result, what: str) -> str:
+    """Markdown on a correlation (a `medgan_core.turing` CorrelationResult): r, p and its interval, and whether the
+    interval excludes 0, so that "strong" is never said of an interval that allows no correlation at all."""
+    level = f"{result.confidence:.0%}"
+    numbers = (f"{what}: r = {result.r:.2f} over n = {result.n} (p = {result.p_value:.3f}; {level} CI "
+               f"[{result.ci_low:.2f}, {result.ci_high:.2f}]).")  # fmt: skip
+    if result.ci_low <= 0 <= result.ci_high:
+        return (f"{numbers} The interval includes 0: with {result.n} points the sign of the correlation is not "
+                f"established at the {level} level, however large r is.")  # fmt: skip
+    sign = "negative" if result.r < 0 else "positive"
+    return f"{numbers} The interval excludes 0: a {sign} correlation at the {level} level."
+
+
+def range_words(name: str, low: float, high: float, scale: tuple[float, float]) -> str:
+    """Whether an interval stays on a bounded rating scale, in words (for a mean +- 1.96 SD range)."""
+    lo, hi = scale
+    if low >= lo and high <= hi:
+        return f"{name}: [{low:.2f}, {high:.2f}] lies within the {lo:g}-{hi:g} scale."
+    past = ([f"below {lo:g}"] if low < lo else []) + ([f"above {hi:g}"] if high > hi else [])
+    return (f"{name}: [{low:.2f}, {high:.2f}] runs {' and '.join(past)}, off the {lo:g}-{hi:g} scale that no rating "
+            "can leave: the ratings are bounded and skewed, so mean +- 1.96 SD is only a rough description of "
+            "their spread, not a range that individual ratings fill.")  # fmt: skip

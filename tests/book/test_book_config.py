@@ -38,3 +38,19 @@ def test_demo_defaults_are_read_from_the_parameters_cell(tmp_path):
     assert "{{" not in (build.REPO_ROOT / "book" / "intro.md").read_text().replace("{{ demo_defaults }}", "").replace(
         "{{ repository }}", ""
     )
+
+
+def test_correlation_and_range_words_follow_the_numbers_both_ways():
+    from types import SimpleNamespace
+
+    from medgan_core.book.display import correlation_words, range_words
+    from medgan_core.turing import paper_tables as paper
+    from medgan_core.turing import pearson
+
+    table1 = paper.PAPER_TABLE1
+    crossing = correlation_words(pearson(table1["fid"], table1["fpr_mean"], confidence=0.90, alpha=0.10), "FID")
+    assert "includes 0" in crossing and "not established" in crossing  # the paper's four models: CI [-1.00, 0.09]
+    clear = SimpleNamespace(r=-0.99, n=10, p_value=0.001, confidence=0.9, ci_low=-1.0, ci_high=-0.9)
+    assert "excludes 0: a negative correlation" in correlation_words(clear, "x")
+    assert "runs below 1 and above 5" in range_words("generated", 0.86, 5.60, (1, 5))
+    assert "lies within" in range_words("x", 1.5, 4.5, (1, 5))
