@@ -238,8 +238,9 @@ def ordering_comparison(scores: pd.DataFrame, label: str = "FRD") -> str:
         )
         paper_word = _direction(paper_before, paper_after)
         if name not in means.index or base not in means.index or pd.isna(means.get(name)):
+            ran = any(experiment_of(n) == k for n in scores.index)
             lines.append(f"- **{name}**: the paper's FID {paper_before:.2f} -> {paper_after:.2f} ({paper_word}); "
-                         "not run here.")  # fmt: skip
+                         f"{f'our runs recorded no {label}' if ran else 'not run here'}.")  # fmt: skip
             continue
         ours_word = _direction(means[base], means[name])
         row = f"{name} vs 1 baseline"
@@ -249,15 +250,20 @@ def ordering_comparison(scores: pd.DataFrame, label: str = "FRD") -> str:
             f"- **{name}**: the paper's FID {paper_before:.2f} -> {paper_after:.2f} ({paper_word}); our {label} "
             f"{means[base]:.2f} -> {means[name]:.2f} ({ours_word}, permutation {p})."
         )
+    compared = sum(1 for line in lines if f"our {label} " in line)
+    if not compared:
+        return "\n".join(lines) + f"\n\nNo experiment has {label} values beside a baseline's: no comparison here."
     significant = int(tests["significant at 0.05"].sum()) if len(tests) else 0
     verdict = (
         "Our runs order the experiments as the paper does"
-        if agree == 3
-        else f"Our runs point the same way as the paper in {agree} of the 3 comparisons and the other way in the rest"
+        if agree == compared
+        else f"Our runs point the same way as the paper in {agree} of the {compared} comparisons and the other way in "
+        "the rest"
     )
+    verb = "is" if significant == 1 else "are"
     verdict += (
-        f"; {significant} of our {len(tests)} differences is significant at 0.05, so where they disagree with the "
-        "paper they do not contradict it: they are too short, on other data, to decide."
+        f"; {significant} of our {len(tests)} differences {verb} significant at 0.05: runs this short, on other "
+        "data, neither confirm nor contradict the paper."
         if significant < len(tests) or not len(tests)
         else "; every one of our differences is significant at 0.05."
     )

@@ -66,9 +66,12 @@ def scores_for(means: dict[int, float]) -> pd.DataFrame:
 def test_ordering_words_follow_the_numbers_both_ways():
     agree = ablation.ordering_comparison(scores_for({1: 10.0, 2: 8.0, 3: 8.5, 4: 6.0}))
     assert "as the paper does" in agree and "hurts" not in agree
+    no_frd = scores_for({1: 10.0, 2: 8.0}).assign(FRD=float("nan"))
+    assert "no comparison here" in ablation.ordering_comparison(no_frd)
+    assert "our runs recorded no FRD" in ablation.ordering_comparison(no_frd)
     disagree = ablation.ordering_comparison(scores_for({1: 10.0, 2: 12.0, 3: 8.5, 4: 11.0}))
     assert "in 1 of the 3 comparisons" in disagree
-    assert disagree.count("(hurts") == 2 and "0 of our 3 differences is significant" in disagree
+    assert disagree.count("(hurts") == 2 and "0 of our 3 differences are significant" in disagree
 
 
 def test_loss_words_follow_the_numbers_both_ways():
