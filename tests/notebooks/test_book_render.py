@@ -94,7 +94,7 @@ PAGE_CHECKS = """() => {
     }
     return false;
   };
-  const nan = [...article.querySelectorAll('td, th')].filter(c => /^\\s*(NaN|nan|None)\\s*$/.test(c.textContent));
+  const nan = [...article.querySelectorAll('td, th')].filter(c => /^\\s*(NaN|nan)\\s*$/.test(c.textContent));
   const cut = [...article.querySelectorAll('table')]
     .filter(t => t.getBoundingClientRect().right > right && !scrolls(t));
   const wide = [...article.querySelectorAll('img')].filter(i => i.getBoundingClientRect().right > right);
