@@ -1,10 +1,21 @@
+import errno
+import os
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from medgan_core.utils.io import atomic_write, parse_int_list, png_bytes, save_png
+from medgan_core.utils.io import (
+    DiskFault,
+    append_whole,
+    atomic_write,
+    parse_int_list,
+    png_bytes,
+    save_png,
+    write_whole,
+)
+from tests.utils.small_fs import small_filesystem
 
 
 def _chunk_types(data: bytes) -> list[bytes]:
@@ -45,6 +56,52 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
             f.write(b"partial")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_one_error_naming_the_file_and_the_bytes_and_leaves_nothing(tmp_path, monkeypatch):
+    data = os.urandom(3 << 20)  # 3 MiB on a 2 MiB filesystem (random: nothing compresses it)
+    with small_filesystem(tmp_path / "small", "2m") as small:
+        if small is None:  # no mount here: the disk fills at the fsync (as NFS reports it)
+            small = tmp_path / "small"
+            monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+        (small / "kept.txt").write_text("before")
+        with pytest.raises(DiskFault) as fault:
+            write_whole(small / "big.bin", data)
+        assert fault.value.errno == errno.ENOSPC and fault.value.path == small / "big.bin"
+        message = str(fault.value)
+        assert f"cannot write {small / 'big.bin'}" in message and f"needed {len(data)} bytes" in message
+        assert sorted(p.name for p in small.iterdir()) == ["kept.txt"]  # no temporary, no partial file
+
+
+def test_another_files_error_inside_the_block_stays_what_it_is(tmp_path):
+    with pytest.raises(PermissionError):
+        with atomic_write(tmp_path / "out.bin") as f:
+            f.write(b"x")
+            raise PermissionError(errno.EACCES, "Permission denied", "/some/source.png")
+
+
+def test_a_line_that_fails_part_way_is_cut_back_off(tmp_path):
+    path = tmp_path / "stats.jsonl"
+    path.write_bytes(b'{"tick": 0}\n')
+
+    class HalfThenFull:  # an unbuffered file whose disk fills in the middle of a line
+        def __init__(self, file):
+            self.file, self.calls = file, 0
+
+        def fileno(self):
+            return self.file.fileno()
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(bytes(data[:5]))
+
+    with open(path, "ab", buffering=0) as file:
+        with pytest.raises(DiskFault, match=r"stats\.jsonl: No space left on device \(needed 12 bytes"):
+            append_whole(HalfThenFull(file), b'{"tick": 1}\n', path)
+        append_whole(file, b'{"tick": 2}\n', path)
+    assert path.read_bytes() == b'{"tick": 0}\n{"tick": 2}\n'
 
 
 def test_parse_int_list():
