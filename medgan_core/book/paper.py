@@ -115,8 +115,8 @@ def training_departures(cli_options: dict, data: str) -> pd.DataFrame:
         if key == "data":
             continue
         ours = cli_options.get(key)
-        if key == "aug" and ours == "ada":
-            continue  # the paper's experiments 3 and 4 use ADA too
+        if key == "aug" and ours in ("ada", "noaug", None):
+            continue  # the paper's experiments 3 and 4 use ADA, 1 and 2 none
         if ours != paper_value and not (isinstance(ours, float | int) and ours == paper_value):
             rows.append(dict(setting=key, paper=_text(paper_value), this_run=_text(ours)))
     return pd.DataFrame(rows).set_index("setting")

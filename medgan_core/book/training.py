@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from medgan_core.book.collapse import DIVERSITY_METRIC, collapse_table
 from medgan_core.book.runs import RunDirectory
 
 # chapter parameter -> `medgan train` option (the rest of the training parameters keep their names)
@@ -24,7 +25,8 @@ OFFLINE_METRIC = "frd256"
 
 
 def training_metrics(metrics: str, inception=None) -> str:
-    """'auto' -> the metrics that can run here: FRD when its extra is installed, FID/KID when Inception is given."""
+    """'auto' -> the metrics that can run here: FRD when its extra is installed, the collapse metric (div128)
+    always, FID/KID when Inception is given."""
     if metrics != "auto":
         return metrics
     from medgan_core.book.demo import fid_available
@@ -32,7 +34,7 @@ def training_metrics(metrics: str, inception=None) -> str:
 
     if inception:
         os.environ["MEDGAN_INCEPTION"] = str(inception)
-    chosen = [OFFLINE_METRIC] if frd_available()[0] else []
+    chosen = ([OFFLINE_METRIC] if frd_available()[0] else []) + [DIVERSITY_METRIC]
     chosen += ["fid1k_full", "kid1k_full"] if fid_available("fid1k_full", inception)[0] else []
     return ",".join(chosen) or "none"
 
@@ -120,26 +122,36 @@ def grids_figure(run: RunDirectory):
     return fig
 
 
-def progress_figure(run: RunDirectory, columns: int = 4):
-    """The top-left `columns` x `columns` images of every snapshot's grid: how the samples change with kimg."""
+def progress_figure(run: RunDirectory, columns: int = 4, per_row: int = 8):
+    """The top-left `columns` x `columns` images of every snapshot's grid, `per_row` snapshots a row: how the
+    samples change with kimg (rows keep each panel large enough to read at page width)."""
     from PIL import Image
 
     grids = sorted(run.path.glob("fakes[0-9]*.png"))
     if not grids:
         return None
     side = run.config().get("G_kwargs", {}).get("img_resolution") or 64
-    fig, axes = plt.subplots(1, len(grids), figsize=(1.6 * len(grids), 2.0), squeeze=False)
-    for ax, path in zip(axes[0], grids):
+    rows = -(-len(grids) // per_row)
+    fig, axes = plt.subplots(rows, per_row, figsize=(1.45 * per_row, 1.75 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path in zip(axes.flat, grids):
         with Image.open(path) as image:
             ax.imshow(np.asarray(image)[: columns * side, : columns * side].squeeze(), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{int(path.stem[5:])} kimg", fontsize=8)  # fakes<kimg>.png, NVIDIA's integer kimg
-        ax.axis("off")
+        ax.set_title(f"{int(path.stem[5:])} kimg", fontsize=9)  # fakes<kimg>.png, NVIDIA's integer kimg
+    fig.tight_layout()
     return fig
 
 
-def metric_figure(run: RunDirectory):
-    """Every metric the run recorded over kimg (one panel each), or None when no metric ran."""
+def _distance_metrics(run: RunDirectory) -> pd.DataFrame:
+    """The run's metric values without the collapse metric (div128 has its own figure and words)."""
     table = run.metrics()
+    return table[table["metric"] != DIVERSITY_METRIC]
+
+
+def metric_figure(run: RunDirectory):
+    """Every distance metric the run recorded over kimg (one panel each), or None when no metric ran."""
+    table = _distance_metrics(run)
     if table.empty:
         return None
     names = list(dict.fromkeys(table["metric"]))
@@ -153,16 +165,18 @@ def metric_figure(run: RunDirectory):
 
 
 def metric_table(run: RunDirectory) -> pd.DataFrame:
-    """Metric values per snapshot, one column per metric, index kimg."""
+    """Metric values per snapshot, one column per metric, index kimg; "-" where a metric was not computed."""
     table = run.metrics()
     if table.empty:
         return table
-    return table.pivot_table(index="kimg", columns="metric", values="value").round(3)
+    pivot = table.pivot_table(index="kimg", columns="metric", values="value").round(3)
+    return pivot.astype(object).where(pivot.notna(), "-")
 
 
 def metric_trend(run: RunDirectory) -> str:
-    """One line per metric: its value at the first snapshot, its best (and where), its value at the last."""
-    table = run.metrics()
+    """One line per distance metric: its value at the first snapshot, its lowest (and where), its value at the
+    last."""
+    table = _distance_metrics(run)
     lines = []
     for name in dict.fromkeys(table["metric"]):
         rows = table[table["metric"] == name].sort_values("kimg")
@@ -222,3 +236,89 @@ def frd_explained(run: RunDirectory, params: dict, num_gen: int = 64):
         save_png(image[..., 0] if image.shape[-1] == 1 else image, out / f"{seed:04d}.png")
     summary, table = frd_breakdown(real_dir, out)
     return summary.to_frame(), table
+
+
+def collapse_figure(run: RunDirectory):
+    """FRD (when recorded) and the collapse metric at every snapshot, snapshots in collapse shaded: the spread of
+    the generated images against the reals' and their coverage of the reals, each with its collapse threshold.
+    None when the run has no collapse metric."""
+    from medgan_core.evaluation.collapse import COLLAPSE_COVERAGE, COLLAPSE_SPREAD
+
+    table = collapse_table(run.path)
+    if table.empty:
+        return None
+    distances = _distance_metrics(run)
+    frd = distances[distances["metric"].str.startswith("frd")].sort_values("kimg")
+    panels = [("spread", "spread of generated / real", COLLAPSE_SPREAD),
+              ("coverage", "coverage of the reals", COLLAPSE_COVERAGE)]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels) + (not frd.empty), figsize=(13, 3.4), squeeze=False)
+    axes = list(axes[0])
+    if not frd.empty:
+        axes[0].plot(frd["kimg"], frd["value"], marker="o", label=frd["metric"].iloc[0])
+        axes[0].set(xlabel="kimg", ylabel="FRD (log d_F^2; not FID)", title="FRD (lower = closer)")
+        axes[0].legend(fontsize=8)
+    for ax, (column, label, threshold) in zip(axes[-len(panels) :], panels):
+        ax.plot(table["kimg"], table[column], marker="o", color="tab:green", label=f"div128 {column}")
+        ax.axhline(threshold, color="gray", linestyle="--", label=f"collapse below {threshold}")
+        ax.set(xlabel="kimg", ylabel=label, title=f"{label} (higher = more varied)")
+        ax.legend(fontsize=8)
+    step = float(np.diff(table["kimg"]).min()) if len(table) > 1 else 1.0
+    for ax in axes:
+        for kimg in table.loc[table["collapsed"], "kimg"]:
+            ax.axvspan(kimg - step / 2, kimg + step / 2, color="tab:red", alpha=0.12, linewidth=0)
+    fig.suptitle("Mode collapse over training (red bands: snapshots in collapse)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def final_verdict(run: RunDirectory, reals: np.ndarray, n_eval: int = 128):
+    """The collapse report (`medgan_core.evaluation.collapse`) of `n_eval` images of the run's final generator
+    (seeds 0.., constant noise, as the div128 metric draws them) against the real images (uint8 [N, H, W, C])."""
+    from medgan_core.checkpoint import load_network
+    from medgan_core.evaluation.collapse import collapse_report
+    from medgan_core.generate import generate_images
+
+    generated = generate_images(load_network(run.generator_file())["G_ema"], range(n_eval), noise_mode="const")
+    return collapse_report(generated, reals)
+
+
+def paper_scale_command(resolution: int = 512, batch: int = 32, gpus: int = 8) -> str:
+    """The chapter's papermill command for a paper-scale run, gamma from NVIDIA's formula 0.0002 * res^2 / batch."""
+    gamma = 0.0002 * resolution**2 / batch
+    return (f"-p run_training True -p data data/liver-{resolution}.zip -p resolution {resolution} -p gpus {gpus} "
+            f"-p batch {batch} -p kimg 25000 -p cbase 32768 -p cmax 512 -p map_layers 8 -p beta1 0.9 -p tick 4 "
+            f"-p snap 50 -p gamma {gamma:g}")  # fmt: skip
+
+
+def chapter_summary(run: RunDirectory, report, departures: pd.DataFrame, memorised: float) -> str:
+    """The chapter's summary in Markdown bullets, every statement from the run's numbers: what was trained and how
+    it departs from the paper, the collapse history and the final verdict, what the checks mean for it."""
+    from medgan_core.book.collapse import collapse_sentence
+
+    resolution = run.config().get("G_kwargs", {}).get("img_resolution")
+    kimg = float(run.stats().index[-1]) if len(run.stats()) else 0.0
+    differing = ", ".join(f"{name} ({row.this_run} here, {row.paper} in the paper)"
+                          for name, row in departures.drop(index="data", errors="ignore").iterrows())  # fmt: skip
+    lines = [
+        f"`medgan train` trained this generator for {kimg:g} kimg at {resolution}x{resolution}. It departs from the "
+        f"paper's settings in: {differing or 'nothing'}.",
+        collapse_sentence(run.path),
+        f"Final generator: {report.describe()}.",
+    ]
+    if report.state == "unlike the reals":
+        lines.append(
+            f"The memorisation check flags {memorised:.0%} of its images, but a generator whose images stand near "
+            "few real slices has not learned the data yet: FRD and the Turing demo describe an unfinished model."
+        )
+    elif report.collapsed:
+        lines.append(
+            f"The memorisation check flags {memorised:.0%} of its images, but a collapsed generator draws nothing "
+            "like most training slices, so that says little about copying; FRD and the Turing demo describe the "
+            "collapse, not StyleGAN2-ADA on this data."
+        )
+    else:
+        lines.append(
+            f"The memorisation check flags {memorised:.0%} of its images against the 1% expected of fresh real "
+            "images; FRD is a distance between radiomic feature distributions, read beside the grids."
+        )
+    return "\n".join(f"- {line}" for line in lines)

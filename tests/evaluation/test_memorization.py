@@ -104,6 +104,10 @@ def test_report_outputs(tmp_path, mni_slices):
     assert grid.dtype == np.uint8 and grid.shape[1] == 64 * 2 + 4
     plot_distances(result, tmp_path / "d.png")
     assert (tmp_path / "d.png").stat().st_size > 1000
+    legend = [t.get_text() for t in plot_distances(result).axes[0].get_legend().get_texts()]
+    assert legend == ["generated images", "held-out real images", "threshold: 10% of the reference lies below"]
+    loo = find_memorized(mni_slices[::5], mni_slices[1::2], fpr=0.1, size=32)
+    assert "leave-one-out" in [t.get_text() for t in plot_distances(loo).axes[0].get_legend().get_texts()][1]
 
 
 def test_feature_space_search_matches_brute_force_cosine(mni_slices):
