@@ -2,7 +2,7 @@
 # Make the book's recorded runs with the project's own `medgan train`, from a clean clone of one commit.
 #
 #   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 32x32 MNI slices, 140 kimg, FRD + div128
-#   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds (+ transfer source)
+#   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds, 100 kimg (+ source)
 #
 # COMMIT defaults to HEAD. The clone, data and full run folders live in $MEDGAN_RECORD_WORK (default
 # /tmp/medgan-record-<name>); what the book keeps is copied to book/records/<name>/ (written as <name>.tmp, then
@@ -68,7 +68,6 @@ STOPPED_BY_BUDGET=0
 START=$(date +%s)
 medgan prep mni-brain --out "$WORK/data/mni-brain" --no-progress
 COMMON=(--fp32 --map 2 --cbase 1024 --cmax 64)  # every run: a narrow StyleGAN2 in float32
-PAPER=(--batch 8 --beta1 0.9 --gamma 0.05)  # the ablation as the paper ran it (Adam beta1 0.9), at CPU scale
 rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp"
 case "$NAME" in
@@ -100,17 +99,22 @@ its metrics (see log.txt)."
         fi
         ;;
     ablation)
-        KIMG="${MEDGAN_RECORD_KIMG:-10}"
+        KIMG="${MEDGAN_RECORD_KIMG:-100}"
         SEEDS="${MEDGAN_RECORD_SEEDS:-0 1 2}"
         DATA="$(zip_of "$WORK/data/mni-brain" 32)"
-        # Transfer source: FFHQ cannot be downloaded offline, so a short run on another embedded modality (the
-        # synthetic liver CT phantom's slices) stands in; its networks are exported without training state.
+        # Every run: chapter 2's recipe at 32x32, the one seen to leave StyleGAN2's early collapse on these
+        # slices (batch 16, NVIDIA's gamma for it, Adam beta1 0), with FRD and the collapse metric every 10 kimg.
+        RECIPE=(--batch 16 --gamma 0.0128 --beta1 0 --tick 2 --snap 5)
+        ADA=(--aug ada --augpipe bg --ada-kimg 100 --mirror)
+        # Transfer source: FFHQ cannot be downloaded offline, so a run on another embedded modality stands in: the
+        # synthetic liver CT phantom, a varied population (one seeded body per case), trained past its own
+        # collapse; its networks are exported without training state.
         "$PY" -c 'import sys; from medgan_core.book.demo import write_ct_phantom as w; w(sys.argv[1])' "$WORK/data/phantom"
         KEY="$("$PY" -c 'import sys; from medgan_core.book.demo import phantom_key; print(phantom_key(sys.argv[1]))' "$WORK/data/phantom")"
         medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --key-file "$KEY" --no-progress
         SOURCE_DATA="$(zip_of "$WORK/data/liver-ct" 32)"
-        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" "${PAPER[@]}" \
-            --kimg "$KIMG" --tick 0.5 --snap 100 --aug noaug --seed 0 --metrics none
+        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" "${RECIPE[@]}" "${ADA[@]}" \
+            --kimg "$KIMG" --seed 0 --metrics div128
         "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
             "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
         "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only \
@@ -120,13 +124,12 @@ its metrics (see log.txt)."
             case "$exp" in
                 1) opts=(--aug noaug) ;;
                 2) opts=(--aug noaug --resume "$WORK/source-networks.safetensors") ;;
-                3) opts=(--aug ada --augpipe bgc --ada-kimg 500 --mirror) ;;
-                4) opts=(--aug ada --augpipe bgc --ada-kimg 500 --mirror
-                         --resume "$WORK/source-networks.safetensors") ;;
+                3) opts=("${ADA[@]}") ;;
+                4) opts=("${ADA[@]}" --resume "$WORK/source-networks.safetensors") ;;
             esac
             local run="exp$exp-seed$seed"
-            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" "${PAPER[@]}" \
-                --kimg "$KIMG" --tick 0.5 --snap 100 --seed "$seed" "${opts[@]}" --metrics frd64
+            train "$WORK/runs/$run" "$DATA" "${COMMON[@]}" "${RECIPE[@]}" \
+                --kimg "$KIMG" --seed "$seed" "${opts[@]}" --metrics frd64,div128
             "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
         }
         for seed in $SEEDS; do  # MEDGAN_RECORD_JOBS runs at a time, each in its own process
@@ -140,11 +143,15 @@ its metrics (see log.txt)."
             echo "make_records.sh: failed: $(cd "$WORK" && ls failed-* | sed 's/failed-//' | tr '\n' ' ')" >&2
             exit 1
         fi
+        COLLAPSE="$(for run in "$DEST.tmp"/exp3-seed*; do
+            echo "$(basename "$run"): $("$PY" -m medgan_core.book.records collapse "$run")"; done)"
         NOTE="Chapter 3's ablation: 32x32 axial MNI152 slices, experiments 1-4 (baseline, transfer, ADA + x-flips,
-both) x seeds $SEEDS, $KIMG kimg each, FRD of 64 generated images (frd64) on the final snapshot. ADA as the
-paper ran it (NVIDIA's bgc pipeline, p moving by at most 1 in 500 kimg): in runs this short p stays near 0, so
-experiments 3 and 4 differ from 1 and 2 mostly by the x-flips. Transfer source: the synthetic liver CT phantom
-(FFHQ is not available offline)."
+both) x seeds $SEEDS, $KIMG kimg each, at chapter 2's recipe (batch 16, gamma 0.0128, Adam beta1 0 where the paper
+set 0.9: with 0.9 the generator collapsed within a few kimg), FRD of 64 generated images (frd64) and the collapse
+metric (div128) every 10 kimg. ADA with the geometric transforms only (bg) and p moving by up to 1 in 100 kimg
+(the paper: NVIDIA's bgc, 1 in 500). Transfer source: the synthetic liver CT phantom population (FFHQ is not
+available offline), $KIMG kimg with ADA. Where the augmented runs left the collapse:
+$COLLAPSE"
         ;;
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;
 esac
