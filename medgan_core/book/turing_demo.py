@@ -108,6 +108,20 @@ def clinician_test(generator_run, real_dir, out, n_real: int, n_generated: int, 
     return test, pd.concat([about, key.groupby("truth").size().rename("value").to_frame()]), fig
 
 
+def generator_verdict(generator_run, real_dir, out, n_images: int = 128):
+    """The collapse report (`medgan_core.evaluation.collapse`) of a run's final generator: `n_images` images (seeds
+    0.., constant noise) against the real slices downscaled to its size, so the chapter's words follow it."""
+    from medgan_core.checkpoint import load_network
+    from medgan_core.evaluation.collapse import collapse_report
+    from medgan_core.evaluation.images import load_images
+    from medgan_core.generate import generate_images
+
+    G = load_network(RunDirectory.open(generator_run).generator_file())["G_ema"]
+    generated = generate_images(G, range(n_images), noise_mode="const")
+    reals, _ = load_images(_real_folder(real_dir, Path(out), generated.shape[1]))
+    return collapse_report(generated, reals)
+
+
 def table1_correlation():
     """Pearson r of the paper's Table 1 FID with mean FPR and FNR (90% level), as a sentence and a figure."""
     from medgan_core.turing import paper_tables as paper
