@@ -135,15 +135,17 @@ def table1_correlation():
         f"[{fpr.ci_low:.2f}, {fpr.ci_high:.2f}]; the paper reports {paper.PAPER_TABLE1_PEARSON_FID_FPR:.2f}\n"
         f"r(FID, mean FNR) from Table 1: {fnr.r:.2f}, p = {fnr.p_value:.3f}"
     )
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
     ax.errorbar(t1["fid"], t1["fpr_mean"], yerr=t1["fpr_sd"], fmt="o", capsize=3, label="FPR mean (SD)")
     ax.errorbar(t1["fid"] + 0.08, t1["fnr_mean"], yerr=t1["fnr_sd"], fmt="s", capsize=3, label="FNR mean (SD)")
-    for name, row in t1.iterrows():
-        ax.annotate(name.split(" ", 1)[1], (row["fid"], row["fpr_mean"]), xytext=(5, 5), textcoords="offset points",
-                    fontsize=8)  # fmt: skip
-    ax.set(xlabel="FID of the model shown (paper)", ylabel="percent of images (paper)",
-           title=f"The paper's Table 1: r(FID, FPR) = {fpr.r:.2f}")  # fmt: skip
-    ax.legend(fontsize=8)
+    models = ax.secondary_xaxis("top")  # the models named above the plot, clear of the error bars
+    models.set_xticks(list(t1["fid"]), labels=[name.split(" ", 1)[1] for name in t1.index])
+    models.tick_params(labelsize=8)
+    plt.setp(models.get_xticklabels(), rotation=25, ha="left", rotation_mode="anchor")
+    ax.set(xlabel="FID of the model shown (paper)", ylabel="percent of images (paper)")
+    ax.set_title(f"The paper's Table 1: r(FID, FPR) = {fpr.r:.2f}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
     return text, fig
 
 
