@@ -20,7 +20,8 @@ import dataclasses
 import os
 import signal
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
 
 import click
 
@@ -45,13 +46,20 @@ def train(**options) -> dict | None:
     if not opts.dry_run:
         opts = dataclasses.replace(opts, allocator=allocator.ensure(opts.allocator, opts.device))
     try:
-        with _lock(opts):
+        with ExitStack() as stack:
+            # a folder --auto-resume may tidy is locked first; a new one once the options passed their checks (a
+            # refused command makes no folder), and a finished run's is only read (nothing in it changes)
+            early = bool(opts.run_dir) and Path(opts.run_dir).is_dir() and not autoresume.finished_record(opts.run_dir)
+            if early:
+                stack.enter_context(_lock(opts))
             try:  # --resume is checked before any folder is made; --auto-resume picks the snapshot to continue from
                 opts = autoresume.resolve(opts)
             except autoresume.RunFinished as finished:
                 print(finished)
                 return None
             kwargs, training_set = training_kwargs(opts)
+            if not early:
+                stack.enter_context(_lock(opts))
             return launch(kwargs, training_set, outdir=opts.outdir, desc=run_desc(opts, kwargs), dry_run=opts.dry_run)
     except DiskFault as fault:
         explain_fault(fault, opts.run_dir)

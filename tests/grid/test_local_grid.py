@@ -42,7 +42,7 @@ def test_local_grid_retries_a_killed_run_from_its_snapshot(tmp_path, discs16_sma
     victim = root / "base-seed0"
     try:
         deadline = time.time() + 240
-        while not list(victim.glob("network-snapshot-*.safetensors")):
+        while len(list(victim.glob("network-snapshot-*.safetensors"))) < 2:  # tick 1 (tick 0 snapshots too)
             assert launcher.poll() is None and time.time() < deadline, launcher.stdout.read()
             time.sleep(0.05)
         os.killpg(read_state(victim)["pid"], signal.SIGKILL)  # the run's ranks: their own process group
