@@ -15,6 +15,7 @@ from medgan_core.networks.layers import (
     MappingNetwork,
     check_shape,
     compute_dtype,
+    cpu_channels_last,
     filter_buffer,
     float16_allowed,
 )
@@ -86,6 +87,8 @@ class DiscriminatorBlock(torch.nn.Module):
             force_fp32 = True  # float16 only on CUDA, as NVIDIA
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else compute_dtype(self)
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        if dtype == compute_dtype(self) and cpu_channels_last(x if x is not None else img):
+            memory_format = torch.channels_last  # the fast layout for CPU convolutions
 
         if x is not None:
             check_shape(x, [None, self.in_channels, self.resolution, self.resolution], "x")

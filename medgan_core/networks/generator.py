@@ -17,6 +17,7 @@ from medgan_core.networks.layers import (
     MappingNetwork,
     check_shape,
     compute_dtype,
+    cpu_channels_last,
     cpu_inference,
     filter_buffer,
     float16_allowed,
@@ -228,7 +229,7 @@ class SynthesisBlock(torch.nn.Module):
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else base_dtype
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
         fast = cpu_inference(ws) and dtype == torch.float32
-        if fast:
+        if fast or (dtype == base_dtype and cpu_channels_last(ws)):
             memory_format = torch.channels_last  # the fast layout for CPU convolutions
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
