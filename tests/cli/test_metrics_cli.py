@@ -176,3 +176,26 @@ def test_metrics_errors_are_clear(run_folder, tmp_path, monkeypatch):
     assert offline.exit_code == 1 and url in offline.output and "--network PATH" in offline.output
     bad_mirror = _metrics("--network", snapshot, "--data", reals, "--mirror", "maybe")
     assert bad_mirror.exit_code == 2 and "--mirror" in bad_mirror.output
+
+
+def test_metrics_into_a_run_folder_a_trainer_writes_are_refused_before_computing(run_folder, weights_file, tmp_path):
+    import subprocess
+    import sys
+
+    run, snapshot, _ = run_folder
+    holder = subprocess.Popen(  # a trainer's hold on its folder (utils/runlock.py)
+        [sys.executable, "-c", "import sys, time\nfrom medgan_core.utils.runlock import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = _metrics("--network", snapshot, "--metrics", "fid1k_full", "--num-gen", "6", "--inception",
+                          weights_file, "--cache-dir", tmp_path / "c")  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 75, result.output
+    assert f"{run} is being written by medgan train on host" in result.output and f"pid {holder.pid}," in result.output
+    assert "Run this again once it ended" in result.output and "Traceback" not in result.output
+    assert not list(run.glob("metric-*.jsonl")) and not (tmp_path / "c").exists()  # nothing computed or written
