@@ -169,6 +169,8 @@ class Step:
 SWITCHES = {  # name: (module, attribute, value when on, value when off)
     "channels_last": ("medgan_core.networks.layers", "CPU_CHANNELS_LAST", True, False),
     "fold": ("medgan_core.ops.upfirdn2d", "FOLD_CHANNELS", 4, 0),
+    "epilogue": ("medgan_core.networks.layers", "CPU_FOLD_EPILOGUE", True, False),
+    "nograd_fakes": ("medgan_core.loss", "G_FAKES_WITHOUT_AUTOGRAD", True, False),
 }
 
 

@@ -20,9 +20,15 @@ tests/test_loss.py). The second-order weight gradients of the penalty flow as in
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# D's phase draws its fakes without autograd (G's weights get no gradient there): on CPUs G then runs its inference
+# path (channels-last, one pass for noise, bias, activation and gain). Tests set it to False for the reference path.
+G_FAKES_WITHOUT_AUTOGRAD = True
 
 
 class StyleGAN2Loss:
@@ -122,7 +128,9 @@ class StyleGAN2Loss:
             loss_Gpl.mean().mul(gain).backward()
 
         if phase in ["Dmain", "Dboth"]:  # D on fakes: call them fake
-            gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True)
+            # nothing differentiates G here: without autograd, G takes its inference path on CPUs (issue 27)
+            with torch.no_grad() if G_FAKES_WITHOUT_AUTOGRAD else contextlib.nullcontext():
+                gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True)
             gen_logits = self.run_D(gen_img, gen_c, update_emas=True)
             self._report("Loss/scores/fake", gen_logits)
             self._report("Loss/signs/fake", gen_logits.sign())

@@ -15,12 +15,14 @@ from medgan_core.networks.layers import (
     Conv2dLayer,
     FullyConnectedLayer,
     MappingNetwork,
+    activate,
     check_shape,
     compute_dtype,
     cpu_channels_last,
     cpu_inference,
     filter_buffer,
     float16_allowed,
+    fold_epilogue,
 )
 from medgan_core.ops import bias_act, upfirdn2d
 from medgan_core.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_bias_act
@@ -99,6 +101,12 @@ class SynthesisLayer(torch.nn.Module):
                 resample_filter=self.resample_filter, flip_weight=flip_weight, act=self.activation, gain=act_gain,
                 clamp=act_clamp, overwrite_input=overwrite_input,
             )  # fmt: skip
+        if not fused_modconv and fold_epilogue(x, self.activation, act_gain):  # the gain on the demodulation
+            x = modulated_conv2d(
+                x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=False, gain=act_gain,
+            )  # fmt: skip
+            return activate(x + (self.bias.to(x.dtype) * act_gain).reshape(1, -1, 1, 1), self.activation, act_clamp)
         x = modulated_conv2d(
             x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv,

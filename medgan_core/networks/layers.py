@@ -63,6 +63,28 @@ def cpu_channels_last(tensor: torch.Tensor) -> bool:
     return CPU_CHANNELS_LAST and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
 
 
+# CPU training: a layer's output gain goes into its (tiny) weight and bias, and a convolution's bias into the
+# convolution itself, so bias, activation and gain take one pass over the activations (the activation) instead of
+# three, forward and backward: act(conv(x, w) + b) * g == act(conv(x, w * g) + b * g) for g > 0 and a positively
+# homogeneous act (linear, relu, lrelu). Same maths; float32 rounding differs. Tests set it to False for the
+# reference path (bias_act).
+CPU_FOLD_EPILOGUE = True
+
+
+def fold_epilogue(x: torch.Tensor, activation: str, gain: float) -> bool:
+    """Whether a layer on `x` folds its gain into its weights (see CPU_FOLD_EPILOGUE)."""
+    return CPU_FOLD_EPILOGUE and x.device.type == "cpu" and activation in ("linear", "relu", "lrelu") and gain > 0
+
+
+def activate(x: torch.Tensor, activation: str, clamp: float | None) -> torch.Tensor:
+    """act(x) (linear, relu or lrelu with its default slope), then the clamp: the rest of a folded epilogue."""
+    if activation == "lrelu":
+        x = torch.nn.functional.leaky_relu(x, bias_act.activation_funcs["lrelu"].def_alpha)
+    elif activation == "relu":
+        x = torch.nn.functional.relu(x)
+    return x if clamp is None else x.clamp(-float(clamp), float(clamp))
+
+
 def filter_buffer(resample_filter) -> torch.Tensor:
     """The [fh, fw] low-pass filter buffer, made on the default device (so that meta-device builds stay cheap)."""
     return upfirdn2d.setup_filter(resample_filter, device=torch.get_default_device())
@@ -109,6 +131,13 @@ class FullyConnectedLayer(torch.nn.Module):
             x = torch.addmm(self.bias, x, self.weight.t(), beta=self.bias_gain * gain, alpha=self.weight_gain * gain)
             alpha = bias_act.activation_funcs["lrelu"].def_alpha
             return x if self.activation == "linear" else torch.nn.functional.leaky_relu_(x, alpha)
+        if self.activation != "linear" and fold_epilogue(x, self.activation, 1.0):  # one addmm, the activation
+            gain = bias_act.activation_funcs[self.activation].def_gain
+            w = self.weight.to(x.dtype) * (self.weight_gain * gain)
+            if self.bias is None:
+                return activate(x.matmul(w.t()), self.activation, None)
+            b = self.bias.to(x.dtype) * (self.bias_gain * gain)
+            return activate(torch.addmm(b.unsqueeze(0), x, w.t()), self.activation, None)
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:
@@ -161,6 +190,16 @@ class Conv2dLayer(torch.nn.Module):
         _register(self, "bias", torch.zeros([out_channels]) if bias else None, trainable)
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
+        act_gain = self.act_gain * gain
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if fold_epilogue(x, self.activation, act_gain):  # gain in the weight, bias in the convolution
+            w = self.weight * (self.weight_gain * act_gain)
+            b = self.bias.to(x.dtype) * act_gain if self.bias is not None else None
+            x = conv2d_resample.conv2d_resample(
+                x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding,
+                flip_weight=self.up == 1, bias=b,
+            )  # fmt: skip
+            return activate(x, self.activation, act_clamp)
         w = self.weight * self.weight_gain
         b = self.bias.to(x.dtype) if self.bias is not None else None
         flip_weight = self.up == 1  # correlation is slightly faster; the transposed path wants convolution

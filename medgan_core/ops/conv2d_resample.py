@@ -18,14 +18,18 @@ from medgan_core.ops import upfirdn2d
 from medgan_core.ops.upfirdn2d import _get_filter_size, _parse_padding
 
 
-def _conv2d_wrapper(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
+def _conv2d_wrapper(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True, bias=None):
     """`conv2d` / `conv_transpose2d`; flip_weight=False flips the kernel to get a true convolution."""
     _, _, kh, kw = w.shape
     if not flip_weight and (kw > 1 or kh > 1):
         w = w.flip([2, 3])
     if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+
+
+def _add_bias(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x if bias is None else x + bias.reshape(1, -1, 1, 1)
 
 
 def conv2d_resample(
@@ -38,6 +42,7 @@ def conv2d_resample(
     groups: int = 1,
     flip_weight: bool = True,
     flip_filter: bool = False,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Convolve `x` with `w`, upsampling or downsampling with the low-pass filter `f`.
 
@@ -50,6 +55,8 @@ def conv2d_resample(
         groups:      grouped convolution.
         flip_weight: True = correlation (like `torch.nn.functional.conv2d`), False = convolution.
         flip_filter: True = correlate with `f`, False = convolve.
+        bias:        [C_out] added to the output: inside the convolution when it is the last step (no pass of its
+                     own, forward or backward), else after the filter.
 
     Returns:
         [N, C_out, H * up // down, W * up // down] for `padding = kernel_size // 2`.
@@ -79,17 +86,18 @@ def conv2d_resample(
     # 1x1 kernel, downsampling only: downsample first, then convolve fewer pixels.
     if kw == 1 and kh == 1 and (down > 1 and up == 1):
         x = upfirdn2d.upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+        return _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight, bias=bias)
 
     # 1x1 kernel, upsampling only: convolve first, then upsample.
     if kw == 1 and kh == 1 and (up > 1 and down == 1):
         x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
-        return upfirdn2d.upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
+        x = upfirdn2d.upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
+        return _add_bias(x, bias)
 
     # Downsampling only: filter, then a strided convolution.
     if down > 1 and up == 1:
         x = upfirdn2d.upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv2d_wrapper(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+        return _conv2d_wrapper(x, w, stride=down, groups=groups, flip_weight=flip_weight, bias=bias)
 
     # Upsampling (optionally followed by downsampling): strided transposed convolution, then filter.
     if up > 1:
@@ -114,17 +122,17 @@ def conv2d_resample(
         )
         if down > 1:
             x = upfirdn2d.upfirdn2d(x, f, down=down, flip_filter=flip_filter)
-        return x
+        return _add_bias(x, bias)
 
     # No resampling and symmetric non-negative padding: a plain convolution.
     if up == 1 and down == 1 and px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+        return _conv2d_wrapper(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight, bias=bias)
 
     # General case.
     x = upfirdn2d.upfirdn2d(
         x, (f if up > 1 else None), up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter
     )
-    x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight)
+    x = _conv2d_wrapper(x, w, groups=groups, flip_weight=flip_weight, bias=bias if down == 1 else None)
     if down > 1:
-        x = upfirdn2d.upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        x = _add_bias(upfirdn2d.upfirdn2d(x, f, down=down, flip_filter=flip_filter), bias)
     return x

@@ -29,6 +29,7 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
+    gain: float = 1,
 ) -> torch.Tensor:
     """Modulated (and by default demodulated) convolution with optional resampling and additive noise.
 
@@ -43,6 +44,8 @@ def modulated_conv2d(
         demodulate:      apply weight demodulation.
         flip_weight:     True = correlation, False = convolution.
         fused_modconv:   one grouped convolution (True) or activation scaling around a shared one (False).
+        gain:            output gain, noise included: gain * modulated_conv2d(...); unfused and demodulated it
+                         rides on the demodulation coefficients (no pass of its own).
 
     Returns:
         [N, C_out, H * up // down, W * up // down].
@@ -77,13 +80,16 @@ def modulated_conv2d(
         x = conv2d_resample(
             x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight
         )
+        if demodulate and gain != 1:
+            dcoefs = dcoefs * gain
+            noise = noise.to(x.dtype) * gain if noise is not None else None
         if demodulate and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1))
         if demodulate:
             return x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
         if noise is not None:
-            return x + noise.to(x.dtype)
-        return x
+            x = x + noise.to(x.dtype)
+        return x * gain if gain != 1 else x
 
     # One grouped convolution: the batch becomes the group axis.
     x = x.reshape(1, -1, *x.shape[2:])  # [1, N * I, H, W]
@@ -95,7 +101,7 @@ def modulated_conv2d(
     x = x.reshape(batch_size, -1, *x.shape[2:])  # [N, O, H', W']
     if noise is not None:
         x = x + noise.to(x.dtype)
-    return x
+    return x * gain if gain != 1 else x
 
 
 # Activations with act(g * y) == g * act(y) for g > 0, so the output gain can be applied before them.

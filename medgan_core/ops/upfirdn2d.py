@@ -161,7 +161,7 @@ def _upfirdn2d_forward(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1,
     # Images with few channels (grayscale, RGB: the augment pipe's wavelet filters, G's image upsampling) fold the
     # batch into the channels: oneDNN's convolution of one or three channels does not vectorise (~50x slower on
     # a 16 x 1 x 190 x 190 batch than the same filter as a depthwise convolution over 16 channels).
-    fold = batch_size if num_channels <= FOLD_CHANNELS and batch_size > 1 else 1
+    fold = batch_size if num_channels <= FOLD_CHANNELS and batch_size > 1 and x.is_contiguous() else 1
     if fold > 1:
         x = x.reshape(1, batch_size * num_channels, *x.shape[2:])
     groups = num_channels * fold

@@ -1,7 +1,8 @@
 """The CPU training step's speed-ups (issue 27) against the reference path: same losses, same gradients.
 
 Each speed-up is a module-level switch; off, the step runs as before (NCHW activations, FIR filters of one-channel
-images as one-channel convolutions). Every phase of a training iteration (Gmain, Greg, Dmain, Dreg) through the
+images as one-channel convolutions, bias, activation and gain by `bias_act`, D's fakes drawn with autograd on).
+Every phase of a training iteration (Gmain, Greg, Dmain, Dreg) through the
 augment pipe (every geometric transform, p = 1) runs once with the switches off and once on, from the same
 weights and random state; the reported losses and every parameter's gradient must agree: to float64 rounding at
 float64, to float32 rounding at float32.
@@ -14,6 +15,7 @@ import copy
 import pytest
 import torch
 
+from medgan_core import loss as loss_module
 from medgan_core.augment import AugmentPipe, augpipe_specs
 from medgan_core.loss import StyleGAN2Loss
 from medgan_core.networks import Discriminator, Generator, layers
@@ -45,6 +47,8 @@ def _nets(dtype, resolution=16):
 def _step(G, D, pipe, dtype, switched: bool, monkeypatch):
     monkeypatch.setattr(layers, "CPU_CHANNELS_LAST", switched)
     monkeypatch.setattr(upfirdn2d, "FOLD_CHANNELS", 4 if switched else 0)
+    monkeypatch.setattr(layers, "CPU_FOLD_EPILOGUE", switched)
+    monkeypatch.setattr(loss_module, "G_FAKES_WITHOUT_AUTOGRAD", switched)
     G, D, pipe = copy.deepcopy(G), copy.deepcopy(D), copy.deepcopy(pipe)
     reports = _Reports()
     loss = StyleGAN2Loss("cpu", G, D, augment_pipe=pipe, r1_gamma=0.5, stats=reports)
