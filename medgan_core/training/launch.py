@@ -100,6 +100,10 @@ def run_rank(rank: int, local_rank: int, kwargs: dict, training_set, outdir, des
     """Initialise this rank's process group, agree on the run folder, train, and shut down."""
     world_size = kwargs["num_gpus"]
     info = distrib.init_distributed(rank, world_size, local_rank, device=kwargs["device"])
+    if info.device.type == "cpu" and world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        from medgan_core.training.options import cpu_threads  # CPU ranks share the cores out (issue 27)
+
+        torch.set_num_threads(cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", world_size))))
     run_dir = kwargs["run_dir"]
     try:
         with ExitStack() as stack:
@@ -127,6 +131,12 @@ def _train_in(run_dir: str, kwargs: dict, rank: int, world_size: int, info, trai
         write_whole(Path(run_dir) / "training_options.json", json.dumps(kwargs, indent=2))
     with tee_output(Path(run_dir) / "log.txt") if rank == 0 else nullcontext():
         log(f"Run folder: {run_dir} ({world_size} rank(s), device {info.device})")
+        if rank == 0:
+            from medgan_core.training.options import cpu_setting
+
+            setting = cpu_setting(dict(kwargs, device=str(info.device)), kwargs.get("cli_options"))
+            if setting:
+                log(setting)
         distrib.barrier()
         result = training_loop(**dict(kwargs, rank=rank, device=info.device), training_set=training_set,
                                progress_fn=log)  # fmt: skip
