@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medgan_core.evaluation.collapse import CollapseReport
+from medgan_core.evaluation.collapse import COLLAPSE_COVERAGE, COLLAPSE_SPREAD, CollapseReport
 
 DIVERSITY_METRIC = "div128"
 _SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)")
@@ -73,6 +73,8 @@ def collapse_sentence(run_dir: str | Path, metric: str = DIVERSITY_METRIC) -> st
         f"and they cover {last.coverage:.0%} of them (MS-SSIM {last.msssim:.3f} against {last.msssim_real:.3f} "
         "among reals)."
     )
+    if not last.collapsed and (last.coverage < COLLAPSE_COVERAGE or last.spread < COLLAPSE_SPREAD):
+        final += " Its images are varied but not yet like the real ones (they stand near few of them)."
     exit_kimg = collapse_exit(table)
     in_collapse = table.loc[table["collapsed"], "kimg"]
     if exit_kimg is None:

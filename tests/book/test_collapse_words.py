@@ -62,3 +62,11 @@ def test_the_box_follows_the_numbers(spread, coverage, msssim, title, kind):
     assert f'class="admonition {kind}"' in html and f">{title}</p>" in html
     assert f"{spread:.2f} times" in html and f"{coverage:.0%}" in html
     assert ("FRD and the Turing test" in html) == (kind != "note")
+
+
+def test_a_varied_run_unlike_the_reals_is_not_called_learned(tmp_path):
+    run = write_history(tmp_path, [False])
+    lines = (run / "metric-div128.jsonl").read_text().replace('"div128_coverage": 0.7', '"div128_coverage": 0.0')
+    (run / "metric-div128.jsonl").write_text(lines.replace('"div128_msssim": 0.9', '"div128_msssim": 0.1'))
+    sentence = collapse_sentence(run)
+    assert sentence.startswith("No snapshot was in mode collapse") and "not yet like the real ones" in sentence
