@@ -90,7 +90,7 @@ channels, 2 mapping layers), ADA + x-flips, FRD (frd256) and the collapse metric
 beta1 = 0 (NVIDIA's default, not the paper's 0.9); ADA's p may move by 1 in 100 kimg (at NVIDIA's 500, D wins on 123
 slices before p catches up), with the geometric transforms only (--augpipe bg: the colour transforms' lumaflip
 inverts grey slices, NVlabs/stylegan2-ada-pytorch issue 315). StyleGAN2 passes through an early mode collapse on
-these slices; the run is long enough to leave it. $COLLAPSE
+these slices; the collapse metric says where this run was: $COLLAPSE
 Trained $REACHED of the $KIMG kimg asked for${MEDGAN_RECORD_MINUTES:+ within a time budget of $MEDGAN_RECORD_MINUTES
 minutes}."
         if [ "$STOPPED_BY_BUDGET" = 1 ]; then
