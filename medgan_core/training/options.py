@@ -80,8 +80,8 @@ class TrainOptions:
     cfg: str = _option("stylegan2", "Base configuration (hyperparameter preset).", type=click.Choice(list(CFG_SPECS)))
     gpus: int | None = _option(
         None,
-        "Number of processes (GPUs; on CPU, gloo ranks of one thread each). Default: 1 on GPUs; on CPU the faster "
-        "of one process using every core and one rank per core (see `cpu_ranks`), as the log says.",
+        "Number of processes (GPUs; on CPU, gloo ranks sharing the cores out). Default: 1; on CPU one process with "
+        "a thread per core, measured faster than one rank per core (the log says which setting runs).",
         type=click.IntRange(min=1),
     )
     batch: int | None = _option(None, f"Total batch size {_VARIES}.", type=click.IntRange(min=1))
@@ -219,13 +219,10 @@ def cfg_spec(cfg: str, gpus: int, resolution: int) -> dict:
 
 
 # ---- how many processes a CPU run uses (issue 27) ------------------------------------------------------------------
-# At the book's record sizes (batch 16, at most 64 channels, 32x32 / 64x64) a training step is thousands of small
-# operations: a second thread in the same process helps little, a second process with half the batch runs the
-# same operations beside the first (benchmarks/README.md, bench_train.py --cpu-settings). So a CPU run whose --gpus
-# is not given runs one gloo rank per core, each with one thread, when the batch splits evenly into per-rank
-# batches of at least the minibatch-std group, and the run is long enough to repay starting the ranks (a few
-# seconds each); otherwise one process with a thread per core.
-CPU_RANKS_MIN_KIMG = 2.0
+# A CPU run whose --gpus is not given runs one process with a thread per core (torch's default). Measured at the
+# book's record settings on 2 cores (benchmarks/README.md, `bench_train.py --records --cpu-settings`): 2 threads
+# in one process gave 1.42x (32x32) and 1.74x (64x64) one thread's speed, 2 gloo ranks of one thread each 1.32x
+# and 1.63x. `--gpus N` on CPU runs N ranks sharing the cores out (`cpu_threads`).
 
 
 def cpu_cores() -> int:
@@ -236,36 +233,18 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_ranks(batch: int, mbstd_group: int, kimg: float, cores: int | None = None) -> int:
-    """Ranks for a CPU run left to choose (see above): the most ranks up to one per core with an even split of
-    `batch` into per-rank batches of at least `mbstd_group`, or 1."""
-    cores = cpu_cores() if cores is None else cores
-    if kimg < CPU_RANKS_MIN_KIMG:
-        return 1
-    for ranks in range(min(cores, batch), 1, -1):
-        if batch % ranks == 0 and batch // ranks >= mbstd_group:
-            return ranks
-    return 1
-
-
 def on_cpu(device: str) -> bool:
     import torch
 
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
-def resolve_gpus(opts: TrainOptions, resolution: int) -> int:
-    """--gpus as given; else 1 on GPUs, under torchrun (its WORLD_SIZE) or with --batch-gpu, and on CPU
-    `cpu_ranks` of the batch and minibatch-std group that one process would use."""
+def resolve_gpus(opts: TrainOptions) -> int:
+    """--gpus as given; else torchrun's WORLD_SIZE, else 1 (on CPU: one process, a thread per core; see above)."""
     if opts.gpus is not None:
         return opts.gpus
     world = distrib.env_world()
-    if world is not None:
-        return world[1]
-    if opts.batch_gpu is not None or not on_cpu(opts.device):
-        return 1
-    single, _ = resolve_options(dataclasses.replace(opts, gpus=1), resolution)
-    return cpu_ranks(single.batch, single.mbstd_group, opts.kimg)
+    return world[1] if world is not None else 1
 
 
 def cpu_setting(kwargs: dict, cli_options: dict | None = None) -> str | None:
@@ -276,7 +255,11 @@ def cpu_setting(kwargs: dict, cli_options: dict | None = None) -> str | None:
         return None
     ranks, cores, threads = kwargs["num_gpus"], cpu_cores(), torch.get_num_threads()
     given = (cli_options or {}).get("gpus") is not None
-    why = "as given by --gpus" if given else f"chosen by medgan for {cores} core(s); --gpus N sets it"
+    why = (
+        "as given by --gpus"
+        if given
+        else f"chosen by medgan for {cores} core(s): threads beat gloo ranks at small sizes; --gpus N for ranks"
+    )
     if ranks == 1:
         return f"CPU setting: 1 process of {threads} thread(s) ({why})"
     return f"CPU setting: {ranks} gloo ranks of {threads} thread(s), batch {kwargs['batch_gpu']} each ({why})"
@@ -290,7 +273,7 @@ def cpu_threads(ranks: int) -> int:
 def resolve_options(opts: TrainOptions, resolution: int) -> tuple[TrainOptions, dict]:
     """Fill the options left to the preset; returns (resolved options, the preset)."""
     if opts.gpus is None:
-        opts = dataclasses.replace(opts, gpus=resolve_gpus(opts, resolution))
+        opts = dataclasses.replace(opts, gpus=resolve_gpus(opts))
     spec = cfg_spec(opts.cfg, opts.gpus, resolution)
     batch = opts.batch or spec["mb"]
     if opts.batch_gpu is not None:
