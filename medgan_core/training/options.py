@@ -258,7 +258,7 @@ def cpu_setting(kwargs: dict, cli_options: dict | None = None) -> str | None:
     why = (
         "as given by --gpus"
         if given
-        else f"chosen by medgan for {cores} core(s): threads beat gloo ranks at small sizes; --gpus N for ranks"
+        else f"chosen by medgan for {cores} core(s): threads measured as fast as gloo ranks; --gpus N for ranks"
     )
     if ranks == 1:
         return f"CPU setting: 1 process of {threads} thread(s) ({why})"
