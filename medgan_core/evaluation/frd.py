@@ -54,6 +54,18 @@ def _frechet(a, b) -> float:
     return float(calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)))
 
 
+def _v1_extractor():
+    """frd-score v1's pyradiomics feature extractor for 2-D images, with its defaults (radiomics' log quiet)."""
+    import logging
+
+    from frd_score import frd as impl
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    return impl.get_feature_extractor(frd_version="v1", features=None, image_dim=2, image_types=None, log_sigma=None,
+                                      config_path=None, bin_width=None, normalize_scale=None,
+                                      voxel_array_shift=None)  # fmt: skip
+
+
 def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8, num_workers: int = 1):
     """Which radiomic features make up an FRD, and the FRD without features that are constant over the real set.
 
@@ -69,16 +81,12 @@ def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8,
         raise RuntimeError(reason)
     import contextlib
     import io
-    import logging
 
     import numpy as np
     import pandas as pd
     from frd_score import frd as impl
 
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
-    extractor = impl.get_feature_extractor(frd_version="v1", features=None, image_dim=2, image_types=None,
-                                           log_sigma=None, config_path=None, bin_width=None, normalize_scale=None,
-                                           voxel_array_shift=None)  # fmt: skip
+    extractor = _v1_extractor()
     arrays = []
     with contextlib.redirect_stdout(io.StringIO()):
         for folder in (real_dir, generated_dir):
@@ -126,7 +134,6 @@ def frd_feature_count(size: int, seed: int = 0) -> int:
         raise RuntimeError(reason)
     import contextlib
     import io
-    import logging
     import tempfile
 
     import numpy as np
@@ -134,10 +141,7 @@ def frd_feature_count(size: int, seed: int = 0) -> int:
 
     from medgan_core.utils.io import save_png
 
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
-    extractor = impl.get_feature_extractor(frd_version="v1", features=None, image_dim=2, image_types=None,
-                                           log_sigma=None, config_path=None, bin_width=None, normalize_scale=None,
-                                           voxel_array_shift=None)  # fmt: skip
+    extractor = _v1_extractor()
     image = np.random.default_rng(seed).integers(0, 256, size=(size, size), dtype=np.uint8)
     with tempfile.TemporaryDirectory(prefix="medgan-frd-count-") as tmp:
         path = Path(tmp) / "image.png"
