@@ -26,8 +26,9 @@ def test_ctrl_c_marks_the_runs_stopped_and_the_same_submit_continues_them(tmp_pa
     command = [
         sys.executable, "-c", "from medgan_core.cli import main; main()", "grid", "submit", str(root),
         "--experiments", "1", "--data", str(discs16_small), "--seeds", "0", "--executor", "local", "--",
-        *TINY_RUN, "--kimg", "0.3",
+        *TINY_RUN, "--kimg", "1.2", "--tick", "0.4",
     ]  # fmt: skip
+    # 1.2 kimg: long enough that the Ctrl-C after tick 0's snapshot lands before the end on a fast machine
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     run = root / "exp1-seed0"
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
