@@ -249,24 +249,25 @@ def collapse_figure(run: RunDirectory):
         return None
     distances = _distance_metrics(run)
     frd = distances[distances["metric"].str.startswith("frd")].sort_values("kimg")
-    panels = [("spread", "spread of generated / real", COLLAPSE_SPREAD),
+    panels = [("spread", "spread, generated / real", COLLAPSE_SPREAD),
               ("coverage", "coverage of the reals", COLLAPSE_COVERAGE)]  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels) + (not frd.empty), figsize=(13, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels) + (not frd.empty), figsize=(9.6, 3.5), squeeze=False)
     axes = list(axes[0])
     if not frd.empty:
         axes[0].plot(frd["kimg"], frd["value"], marker="o", label=frd["metric"].iloc[0])
-        axes[0].set(xlabel="kimg", ylabel="FRD (log d_F^2; not FID)", title="FRD (lower = closer)")
+        axes[0].set(xlabel="kimg", ylabel="log d_F^2 (not FID)", title="FRD (lower = closer)")
         axes[0].legend(fontsize=8)
     for ax, (column, label, threshold) in zip(axes[-len(panels) :], panels):
         ax.plot(table["kimg"], table[column], marker="o", color="tab:green", label=f"div128 {column}")
         ax.axhline(threshold, color="gray", linestyle="--", label=f"collapse below {threshold}")
-        ax.set(xlabel="kimg", ylabel=label, title=f"{label} (higher = more varied)")
+        ax.set(xlabel="kimg", ylabel=label, title=label)
         ax.legend(fontsize=8)
     step = float(np.diff(table["kimg"]).min()) if len(table) > 1 else 1.0
     for ax in axes:
         for kimg in table.loc[table["collapsed"], "kimg"]:
             ax.axvspan(kimg - step / 2, kimg + step / 2, color="tab:red", alpha=0.12, linewidth=0)
-    fig.suptitle("Mode collapse over training (red bands: snapshots in collapse)", fontsize=10)
+    fig.suptitle("Mode collapse over training (red: snapshots in collapse; higher spread and coverage = more varied)",
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
     return fig
 
