@@ -20,6 +20,10 @@ from medgan_core.grid.status import pid_alive
 from tests.grid.conftest import TINY_RUN
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_marks_the_runs_stopped_and_the_same_submit_continues_them(tmp_path, discs16_small):
     root = tmp_path / "runs"
@@ -31,8 +35,10 @@ def test_ctrl_c_marks_the_runs_stopped_and_the_same_submit_continues_them(tmp_pa
     # 1.2 kimg: long enough that the Ctrl-C after tick 0's snapshot lands before the end on a fast machine
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     run = root / "exp1-seed0"
+    # a terminal's foreground job takes SIGINT; a job started with `&` by a non-interactive shell (as a CI runner
+    # may start this suite) inherits SIGINT ignored, which would leave the launcher deaf to the Ctrl-C below
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
     try:
         deadline = time.time() + 240
         while not list(run.glob("network-snapshot-*.safetensors")):
