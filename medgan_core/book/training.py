@@ -297,7 +297,8 @@ def chapter_summary(run: RunDirectory, report, departures: pd.DataFrame, memoris
     from medgan_core.book.collapse import collapse_sentence
 
     resolution = run.config().get("G_kwargs", {}).get("img_resolution")
-    kimg = float(run.stats().index[-1]) if len(run.stats()) else 0.0
+    stats = run.stats()
+    kimg = float(stats.index[-1]) if len(stats) else 0.0
     differing = ", ".join(f"{name} ({row.this_run} here, {row.paper} in the paper)"
                           for name, row in departures.drop(index="data", errors="ignore").iterrows())  # fmt: skip
     lines = [

@@ -111,15 +111,13 @@ def clinician_test(generator_run, real_dir, out, n_real: int, n_generated: int, 
 def generator_verdict(generator_run, real_dir, out, n_images: int = 128):
     """The collapse report (`medgan_core.evaluation.collapse`) of a run's final generator: `n_images` images (seeds
     0.., constant noise) against the real slices downscaled to its size, so the chapter's words follow it."""
-    from medgan_core.checkpoint import load_network
-    from medgan_core.evaluation.collapse import collapse_report
+    from medgan_core.book.training import final_verdict
     from medgan_core.evaluation.images import load_images
-    from medgan_core.generate import generate_images
 
-    G = load_network(RunDirectory.open(generator_run).generator_file())["G_ema"]
-    generated = generate_images(G, range(n_images), noise_mode="const")
-    reals, _ = load_images(_real_folder(real_dir, Path(out), generated.shape[1]))
-    return collapse_report(generated, reals)
+    run = RunDirectory.open(generator_run)
+    side = run.config().get("G_kwargs", {}).get("img_resolution")
+    reals, _ = load_images(_real_folder(real_dir, Path(out), side))
+    return final_verdict(run, reals, n_images)
 
 
 def table1_correlation():
