@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the book's recorded runs with the project's own `medgan train`, from a clean clone of one commit.
 #
-#   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 32x32 MNI slices, 140 kimg, FRD + div128
+#   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 32x32 MNI slices, 260 kimg, FRD + div128
 #   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds, 100 kimg (+ source)
 #
 # COMMIT defaults to HEAD. The clone, data and full run folders live in $MEDGAN_RECORD_WORK (default
@@ -13,8 +13,9 @@
 # SIGINT after that many minutes (the trainer then writes a last snapshot and its metrics; the README says so).
 # MEDGAN_RECORD_RESUME=1 continues an interrupted record of the same COMMIT in $MEDGAN_RECORD_WORK: every run is
 # started with --auto-resume (a finished run is kept, not retrained; logs are appended), and the README's wall time
-# adds the kept runs' own training time (stats.jsonl) to this invocation's.
+# adds the training time of earlier invocations (every attempt in the runs' stats.jsonl) to this invocation's.
 set -euo pipefail
+{  # bash reads a script as it runs: the braces make it parse the whole record first, so edits cannot reach it
 NAME="${1:?usage: make_records.sh training|ablation [COMMIT]}"
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 COMMIT="$(git -C "$REPO" rev-parse "${2:-HEAD}")"
@@ -66,13 +67,15 @@ train() {  # train RUN_DIR DATA OPTIONS...: one `medgan train` run (it writes it
 TIMEOUT_PREFIX=()
 STOPPED_BY_BUDGET=0
 START=$(date +%s)
+# training time of the attempts of earlier invocations (resumed runs), counted before this one adds its own
+EARLIER="$("$PY" -m medgan_core.book.records trained-seconds "$WORK"/runs/*/)"
 medgan prep mni-brain --out "$WORK/data/mni-brain" --no-progress
 COMMON=(--fp32 --map 2 --cbase 1024 --cmax 64)  # every run: a narrow StyleGAN2 in float32
 rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp"
 case "$NAME" in
     training)
-        KIMG="${MEDGAN_RECORD_KIMG:-140}"
+        KIMG="${MEDGAN_RECORD_KIMG:-260}"
         DATA="$(zip_of "$WORK/data/mni-brain" 32)"
         BUDGET=()
         [ -n "${MEDGAN_RECORD_MINUTES:-}" ] && BUDGET=(timeout --signal=INT --kill-after=20m "${MEDGAN_RECORD_MINUTES}m")
@@ -156,14 +159,15 @@ $COLLAPSE"
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;
 esac
 SECONDS_SPENT=$(( $(date +%s) - START ))
-if [ "$RESUME" = 1 ]; then  # the kept runs' own training time (Timing/total_sec at their last tick), summed
-    KEPT="$("$PY" -c 'import json, sys; print(round(sum(json.loads(open(p).read().splitlines()[-1])["Timing/total_sec"]["mean"] for p in sys.argv[1:])))' "$WORK"/runs/*/stats.jsonl)"
-    SECONDS_SPENT=$(( SECONDS_SPENT + KEPT ))
-    NOTE="$NOTE Resumed (MEDGAN_RECORD_RESUME=1): runs that had finished in an earlier invocation were kept, not
-retrained; the wall time adds their training time from stats.jsonl ($(( KEPT / 60 )) min) to this invocation's."
+if [ "$EARLIER" != 0 ]; then
+    SECONDS_SPENT=$(( SECONDS_SPENT + EARLIER ))
+    NOTE="$NOTE Resumed (MEDGAN_RECORD_RESUME=1): the wall time adds the training time of earlier invocations
+($(( EARLIER / 60 )) min, from the runs' stats.jsonl) to this invocation's."
 fi
 "$PY" -m medgan_core.book.records readme "$DEST.tmp" --command "$COMMAND" --commit "$COMMIT" --threads "$THREADS" \
     --seconds "$SECONDS_SPENT" --note "$NOTE"
 rm -rf "$DEST"
 mv "$DEST.tmp" "$DEST"
 echo "[record] $NAME written to $DEST"
+exit
+}

@@ -8,6 +8,7 @@ exact command, commit, machine, threads and wall time.
     python -m medgan_core.book.records collect RUN_DIR DEST [--weights]
     python -m medgan_core.book.records readme RECORD_DIR --command ... --commit ... --threads N --seconds S
     python -m medgan_core.book.records collapse RUN_DIR    # where the run was in mode collapse (div128)
+    python -m medgan_core.book.records trained-seconds RUN_DIR...   # training time over every attempt
 """
 
 from __future__ import annotations
@@ -144,6 +145,26 @@ def record_note(path: str | Path, show: bool = True) -> str:
     return admonition("A recorded run", body, kind="note", show=show)
 
 
+def trained_seconds(run_dirs: list[str | Path]) -> float:
+    """Seconds of training in the run folders so far, over every attempt of each (0 for a folder not begun).
+
+    Each attempt (a start or an --auto-resume) appends to stats.jsonl with its own clock from 0, so the sum is the
+    last Timing/total_sec before each reset plus the last one of the file.
+    """
+    total = 0.0
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "stats.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        previous = 0.0
+        for line in filter(None, lines):
+            seconds = json.loads(line)["Timing/total_sec"]["mean"]
+            if seconds < previous:  # a new attempt
+                total += previous
+            previous = seconds
+        total += previous
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medgan_core.book.records")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -162,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--note", default="")
     d = sub.add_parser("collapse", help="print where a run was in mode collapse (its metric-div128.jsonl)")
     d.add_argument("run_dir")
+    t = sub.add_parser("trained-seconds", help="print the training time over every attempt of the run folders")
+    t.add_argument("run_dirs", nargs="*")
     args = parser.parse_args(argv)
-    if args.what == "collapse":
+    if args.what == "trained-seconds":
+        print(round(trained_seconds(args.run_dirs)))
+    elif args.what == "collapse":
         from medgan_core.book.collapse import collapse_sentence
 
         print(collapse_sentence(args.run_dir))

@@ -55,3 +55,16 @@ def test_recorded_logs_hold_each_tick_once_and_no_path_of_the_recording_machine(
         assert order and order == sorted(set(order)), f"{log}: ticks missing, repeated or out of order: {order}"
         machine = [line for line in lines if MACHINE_PATH.search(line)]
         assert not machine, f"{log}: a path of the recording machine: {machine[0]}"
+
+
+def test_trained_seconds_sums_every_attempt_of_every_run(tmp_path):
+    from medgan_core.book.records import trained_seconds
+
+    def write(run, seconds):
+        (tmp_path / run).mkdir()
+        lines = [json.dumps({"Timing/total_sec": {"mean": s}}) for s in seconds]
+        (tmp_path / run / "stats.jsonl").write_text("\n".join(lines) + "\n")
+
+    write("a", [10.0, 20.0, 30.0, 5.0, 12.0])  # an attempt of 30 s, then a resumed one of 12 s
+    write("b", [7.0])
+    assert trained_seconds([tmp_path / "a", tmp_path / "b", tmp_path / "not-begun"]) == 30.0 + 12.0 + 7.0
