@@ -71,7 +71,9 @@ class RunDirectory:
         return frame
 
     def metrics(self) -> pd.DataFrame:
-        """Every metric evaluation: columns metric, value, snapshot, kimg (from the snapshot's name)."""
+        """Every metric evaluation: columns metric, value, snapshot, kimg (from the snapshot's name). A metric that
+        also reports a value over the features that vary over the reals (frd256's `frd256_varying`) gives that as a
+        metric of its own."""
         rows = []
         for path in sorted(self.path.glob("metric-*.jsonl")):
             for line in path.read_text().splitlines():
@@ -82,14 +84,11 @@ class RunDirectory:
                 value = entry["results"].get(metric, next(iter(entry["results"].values()), np.nan))
                 snapshot = entry.get("snapshot_pkl")
                 match = _SNAPSHOT.match(snapshot or "")
-                rows.append(
-                    dict(
-                        metric=metric,
-                        value=float(value),
-                        snapshot=snapshot,
-                        kimg=float(match.group(1)) if match else np.nan,
-                    )
-                )
+                kimg = float(match.group(1)) if match else np.nan
+                rows.append(dict(metric=metric, value=float(value), snapshot=snapshot, kimg=kimg))
+                if f"{metric}_varying" in entry["results"]:
+                    varying = float(entry["results"][f"{metric}_varying"])
+                    rows.append(dict(metric=f"{metric}_varying", value=varying, snapshot=snapshot, kimg=kimg))
         return pd.DataFrame(rows, columns=["metric", "value", "snapshot", "kimg"])
 
     def best(self) -> dict | None:

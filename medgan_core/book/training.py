@@ -149,6 +149,13 @@ def _distance_metrics(run: RunDirectory) -> pd.DataFrame:
     return table[table["metric"] != DIVERSITY_METRIC]
 
 
+def _frd_label(name: str) -> str:
+    """What an FRD curve measures: frd-score's value, or the same over the features that vary over the reals."""
+    if name.endswith("_varying"):
+        return "FRD, varying features (log d_F^2)"
+    return "FRD, frd-score v1 (log d_F^2; not FID)"
+
+
 def metric_figure(run: RunDirectory):
     """Every distance metric the run recorded over kimg (one panel each), or None when no metric ran."""
     table = _distance_metrics(run)
@@ -159,7 +166,7 @@ def metric_figure(run: RunDirectory):
     for ax, name in zip(axes[0], names):
         rows = table[table["metric"] == name].sort_values("kimg")
         ax.plot(rows["kimg"], rows["value"], marker="o")
-        label = "FRD (frd-score v1, log d_F^2; not FID)" if name.startswith("frd") else name
+        label = _frd_label(name) if name.startswith("frd") else name
         ax.set(xlabel="kimg", ylabel=label, title=f"{name} at each snapshot")
     return fig
 
@@ -253,8 +260,10 @@ def collapse_figure(run: RunDirectory):
               ("coverage", "coverage of the reals", COLLAPSE_COVERAGE)]  # fmt: skip
     fig, axes = plt.subplots(1, len(panels) + (not frd.empty), figsize=(9.6, 3.5), squeeze=False)
     axes = list(axes[0])
+    for name in dict.fromkeys(frd["metric"]):  # frd-score's value and, where recorded, the varying features'
+        rows = frd[frd["metric"] == name]
+        axes[0].plot(rows["kimg"], rows["value"], marker="o", label=_frd_label(name).split(" (")[0])
     if not frd.empty:
-        axes[0].plot(frd["kimg"], frd["value"], marker="o", label=frd["metric"].iloc[0])
         axes[0].set(xlabel="kimg", ylabel="log d_F^2 (not FID)", title="FRD (lower = closer)")
         axes[0].legend(fontsize=8)
     for ax, (column, label, threshold) in zip(axes[-len(panels) :], panels):

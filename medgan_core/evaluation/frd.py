@@ -66,6 +66,55 @@ def _v1_extractor():
                                       voxel_array_shift=None)  # fmt: skip
 
 
+def _features(real_dir: str | Path, generated_dir: str | Path, num_workers: int = 1):
+    """frd-score v1's radiomic features of two folders of PNGs: (names, real [N, F], generated [M, F]), float64,
+    diagnostics left out."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from frd_score import frd as impl
+
+    extractor = _v1_extractor()
+    arrays = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        for folder in (real_dir, generated_dir):
+            files = sorted(str(f) for f in Path(folder).glob("*.png"))
+            features, dicts, _ = impl.compute_features(files, extractor, num_workers=num_workers, frd_version="v1")
+            arrays.append(np.asarray(features, dtype=np.float64))
+    keep = [i for i, k in enumerate(dicts[0]) if not k.startswith("diagnostics_")]
+    names = [k for k in dicts[0] if not k.startswith("diagnostics_")]
+    return names, arrays[0][:, keep], arrays[1][:, keep]
+
+
+def _normalised(real, generated):
+    """Both feature arrays z-scored with the real set's mean and SD (frd-score v1), with the masks of features that
+    are finite in both sets and of those that also vary over the real set (relative SD >= 1e-3)."""
+    import numpy as np
+
+    finite = np.isfinite(real).all(0) & np.isfinite(generated).all(0)
+    mean, sd = real.mean(0), real.std(0)
+    varies = finite & (sd > 1e-3 * np.maximum(1.0, np.abs(mean)))
+    scale = np.where(sd > 0, sd, 1.0)
+    return (real - mean) / scale, (generated - mean) / scale, finite, varies
+
+
+def frd_values(real_dir: str | Path, generated_dir: str | Path, num_workers: int = 1) -> dict:
+    """FRD two ways from one feature extraction: {'frd': log d_F^2 over every finite feature (frd-score v1's value),
+    'frechet_distance': that d_F^2, 'frd_varying': log d_F^2 over the features that vary over the real set,
+    'features_varying': how many those are}. See `frd_breakdown` for why the second measures the anatomy."""
+    ok, reason = frd_available()
+    if not ok:
+        raise RuntimeError(reason)
+    _, real, generated = _features(real_dir, generated_dir, num_workers)
+    z_real, z_generated, finite, varies = _normalised(real, generated)
+    everything = _frechet(z_real[:, finite], z_generated[:, finite])
+    anatomy = _frechet(z_real[:, varies], z_generated[:, varies])
+    log = lambda d: math.log(d) if d > 0 else -math.inf  # noqa: E731
+    return {"frd": log(everything), "frechet_distance": everything, "frd_varying": log(anatomy),
+            "features_varying": int(varies.sum())}  # fmt: skip
+
+
 def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8, num_workers: int = 1):
     """Which radiomic features make up an FRD, and the FRD without features that are constant over the real set.
 
@@ -79,28 +128,11 @@ def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8,
     ok, reason = frd_available()
     if not ok:
         raise RuntimeError(reason)
-    import contextlib
-    import io
-
     import numpy as np
     import pandas as pd
-    from frd_score import frd as impl
 
-    extractor = _v1_extractor()
-    arrays = []
-    with contextlib.redirect_stdout(io.StringIO()):
-        for folder in (real_dir, generated_dir):
-            files = sorted(str(f) for f in Path(folder).glob("*.png"))
-            features, dicts, _ = impl.compute_features(files, extractor, num_workers=num_workers, frd_version="v1")
-            arrays.append(np.asarray(features, dtype=np.float64))
-    names = [k for k in dicts[0] if not k.startswith("diagnostics_")]
-    keep = [i for i, k in enumerate(dicts[0]) if not k.startswith("diagnostics_")]
-    real, generated = arrays[0][:, keep], arrays[1][:, keep]
-    finite = np.isfinite(real).all(0) & np.isfinite(generated).all(0)
-    mean, sd = real.mean(0), real.std(0)
-    varies = finite & (sd > 1e-3 * np.maximum(1.0, np.abs(mean)))
-    scale = np.where(sd > 0, sd, 1.0)
-    z_real, z_generated = (real - mean) / scale, (generated - mean) / scale
+    names, real, generated = _features(real_dir, generated_dir, num_workers)
+    z_real, z_generated, finite, varies = _normalised(real, generated)
     everything = _frechet(z_real[:, finite], z_generated[:, finite])
     robust = _frechet(z_real[:, varies], z_generated[:, varies])
     shift = np.abs(z_generated.mean(0) - z_real.mean(0))

@@ -108,19 +108,25 @@ def frd256(
     """Frechet Radiomics Distance between 256 generated images (seeds 0..255) and the real images (up to 1000).
 
     `frd256` is frd-score v1's value, log(d_F^2) of its normalised radiomic features (lower = closer);
-    `frd256_distance` is d_F^2 itself. Needs the FRD extra (see medgan_core.evaluation.frd). Rank 0 only.
+    `frd256_distance` is d_F^2 itself; `frd256_varying` is log(d_F^2) over the features that vary over the real
+    set, the anatomy without the constant features that dominate frd-score's value (see `frd.frd_breakdown`).
+    Needs the FRD extra (see medgan_core.evaluation.frd). Rank 0 only.
     """
     if rank != 0:
-        return dict.fromkeys((name, f"{name}_distance"), float("nan"))
-    from medgan_core.evaluation.frd import compute_frd
+        return dict.fromkeys((name, f"{name}_distance", f"{name}_varying"), float("nan"))
+    from medgan_core.evaluation.frd import frd_values
 
     reals, _ = load_images(data, max_images=max_reals)
     with tempfile.TemporaryDirectory(prefix="medgan-frd-") as tmp:
         real_dir = _write_pngs(reals, Path(tmp) / "real")
         generated_dir = _write_pngs(_generate(G, num_gen, device), Path(tmp) / "generated")
         with contextlib.redirect_stdout(io.StringIO()):  # frd-score prints its value; the trainer logs it once
-            result = compute_frd(real_dir, generated_dir, num_workers=num_workers)
-    return {name: result["frd"], f"{name}_distance": result["frechet_distance"]}
+            result = frd_values(real_dir, generated_dir, num_workers=num_workers)
+    return {
+        name: result["frd"],
+        f"{name}_distance": result["frechet_distance"],
+        f"{name}_varying": result["frd_varying"],
+    }
 
 
 def frd64(G: torch.nn.Module, data, device="cpu", rank: int = 0, world_size: int = 1, num_gen: int = 64, **kwargs):

@@ -94,3 +94,20 @@ def test_training_metrics_auto_adds_the_collapse_metric(monkeypatch):
     monkeypatch.setattr(frd, "frd_available", lambda: (False, "not installed"))
     assert training.training_metrics("auto") == "div128"
     assert json.dumps(training.training_metrics("none")) == '"none"'
+
+
+def test_frd_over_the_varying_features_is_a_curve_beside_frd_scores(tmp_path):
+    run = write_run(tmp_path / "run", [2.0, 1.8], resolution=32)
+    write_history(run.path, [True, False], kimg_step=1)
+    for i, (frd, varying) in enumerate([(16.0, 5.0), (12.0, 3.5)]):
+        result = {
+            "metric": "frd256",
+            "results": {"frd256": frd, "frd256_distance": np.exp(frd), "frd256_varying": varying},
+        }
+        report_metric(result, run.path, snapshot=f"network-snapshot-{i + 1:06d}.safetensors")
+    table = training.metric_table(run)
+    assert list(table["frd256"]) == ["-", 16.0, 12.0] and list(table["frd256_varying"]) == ["-", 5.0, 3.5]
+    frd_panel = training.collapse_figure(run).axes[0]
+    labels = [t.get_text() for t in frd_panel.get_legend().get_texts()]
+    assert labels == ["FRD, frd-score v1", "FRD, varying features"] and len(frd_panel.lines) == 2
+    assert [list(line.get_ydata()) for line in frd_panel.lines] == [[16.0, 12.0], [5.0, 3.5]]
