@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ if not torch.cuda.is_available():
 # `medgan prep` creates a naming key in $XDG_CONFIG_HOME/medgan when none is given: the tests (and the processes
 # they start) get a throw-away config folder, never the user's own.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="medgan-test-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], ignore_errors=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("MEDGAN_SHARED", REPO_ROOT.parent / "shared"))
