@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed, same pixels everywhere
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from anyascii import anyascii  # noqa: E402
 from matplotlib import font_manager, ft2font  # noqa: E402
@@ -87,7 +88,8 @@ def plot_rater_rates(results: TuringResults) -> plt.Figure:
 def _draw_rater_rates(long, n_raters: int) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_raters + 2), 3.8))
     sns.barplot(data=long, x="rater", y="percent", hue="measure", ax=ax, palette="colorblind")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 105)  # a rate of 100 stays visible as a bar below the frame
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("percent")
     ax.set_title("Per-rater measures (real = positive class)")
     ax.legend(ncol=5, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
@@ -136,7 +138,9 @@ def plot_fid_vs_fpr(results: TuringResults) -> plt.Figure:
 
 def _draw_fid_vs_fpr(results: TuringResults, table, labels: dict[str, str]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
-    ax.errorbar(table["fid"], 100 * table["fpr_mean"], yerr=100 * table["fpr_sd"], fmt="none", ecolor="0.6")
+    mean, sd = 100 * table["fpr_mean"], 100 * table["fpr_sd"].fillna(0)
+    below, above = mean - (mean - sd).clip(lower=0), (mean + sd).clip(upper=100) - mean  # a rate stays in 0-100
+    ax.errorbar(table["fid"], mean, yerr=[below, above], fmt="none", ecolor="0.6")
     sns.regplot(data=table.assign(fpr=100 * table["fpr_mean"]), x="fid", y="fpr", ci=None, ax=ax, line_kws={"lw": 1})
     for _, row in table.iterrows():
         ax.annotate(
@@ -147,10 +151,13 @@ def _draw_fid_vs_fpr(results: TuringResults, table, labels: dict[str, str]) -> p
             textcoords="offset points",
         )
     ax.set_xlabel("FID")
-    ax.set_ylabel("mean FPR over raters (%), bars: SD")
+    ax.set_ylabel("mean FPR over raters (%)\nbars: SD, cut at 0 and 100")
+    ax.set_ylim(-3, 103)
     corr = results.correlations.get("fid_vs_fpr")
-    if corr is not None:
+    if corr is not None and np.isfinite(corr.r):
         ax.set_title(f"FID vs FPR: Pearson r = {corr.r:.2f}, p = {corr.p_value:.3f}")
+    else:
+        ax.set_title("FID vs FPR (no correlation: fewer than 3 sections or a constant rate)")
     fig.tight_layout()
     return fig
 

@@ -210,3 +210,20 @@ def test_an_installed_font_with_the_glyphs_draws_the_names_as_typed(tmp_path):
     finally:
         font_manager.fontManager.ttflist[:] = before
         font_manager.fontManager._findfont_cached.cache_clear()
+
+
+def test_fid_vs_fpr_keeps_the_sd_bars_inside_the_rate_range():
+    """SD bars of rates near 0 or 100 percent are cut at the ends of the scale, and the title names the r."""
+    from medgan_core.turing.figures import plot_fid_vs_fpr
+
+    frame = likert_responses(n_raters=7)
+    frame["section"] = frame.image.str[-1].map(lambda d: f"exp{int(d) % 4 + 1}")
+    results = analyze(frame, fids={"exp1": 10.7, "exp2": 12.1, "exp3": 8.4, "exp4": 9.0})
+    sections = results.sections
+    assert ((100 * (sections.fpr_mean + sections.fpr_sd)) > 100).any()  # the fixture's bars would leave the scale
+    fig = plot_fid_vs_fpr(results)
+    ends = np.concatenate([segment[:, 1] for segment in fig.axes[0].collections[0].get_segments()])
+    assert ends.max() <= 100 and ends.min() >= 0
+    title = fig.axes[0].get_title()
+    corr = results.correlations.get("fid_vs_fpr")
+    assert (f"r = {corr.r:.2f}" in title) if corr is not None and np.isfinite(corr.r) else "no correlation" in title
