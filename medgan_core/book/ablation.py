@@ -55,7 +55,9 @@ def train_ablation(params: dict, log=print) -> Path:
             phantom = write_ct_phantom(Path(params["work"]) / "ct-phantom")
             prepare_slices("liver-ct", source_data, src=phantom, key_file=phantom_key(phantom))
         source_set = training_set_of(dict(params, data=str(source_data)))
-        options = dict(common, kimg=params["source_kimg"], seed=0, aug="noaug", metrics="none")
+        # as make_records.sh trains it: with ADA and x-flips (experiment 3's options), past its own collapse
+        augment = experiment_options(3, None, params.get("ada_kimg"), params.get("augpipe"))
+        options = dict(common, kimg=params["source_kimg"], seed=0, metrics="div128", **augment)
         source_run = RunDirectory.open(train(root / "transfer-source", source_set, **options))
         source = str(
             export_for_transfer(source_run.latest_snapshot(), source_run.path / "source-networks.safetensors")
