@@ -66,8 +66,8 @@ def _v1_extractor():
                                       voxel_array_shift=None)  # fmt: skip
 
 
-def _features(real_dir: str | Path, generated_dir: str | Path, num_workers: int = 1):
-    """frd-score v1's radiomic features of two folders of PNGs: (names, real [N, F], generated [M, F]), float64,
+def folder_features(folder: str | Path, num_workers: int = 1):
+    """frd-score v1's radiomic features of a folder of PNGs (sorted by name): (names, float64 [N, F]),
     diagnostics left out."""
     import contextlib
     import io
@@ -75,16 +75,18 @@ def _features(real_dir: str | Path, generated_dir: str | Path, num_workers: int 
     import numpy as np
     from frd_score import frd as impl
 
-    extractor = _v1_extractor()
-    arrays = []
+    files = sorted(str(f) for f in Path(folder).glob("*.png"))
     with contextlib.redirect_stdout(io.StringIO()):
-        for folder in (real_dir, generated_dir):
-            files = sorted(str(f) for f in Path(folder).glob("*.png"))
-            features, dicts, _ = impl.compute_features(files, extractor, num_workers=num_workers, frd_version="v1")
-            arrays.append(np.asarray(features, dtype=np.float64))
+        features, dicts, _ = impl.compute_features(files, _v1_extractor(), num_workers=num_workers, frd_version="v1")
     keep = [i for i, k in enumerate(dicts[0]) if not k.startswith("diagnostics_")]
-    names = [k for k in dicts[0] if not k.startswith("diagnostics_")]
-    return names, arrays[0][:, keep], arrays[1][:, keep]
+    return [k for k in dicts[0] if not k.startswith("diagnostics_")], np.asarray(features, dtype=np.float64)[:, keep]
+
+
+def _features(real_dir: str | Path, generated_dir: str | Path, num_workers: int = 1):
+    """(names, real [N, F], generated [M, F]) of two folders (see `folder_features`)."""
+    names, real = folder_features(real_dir, num_workers)
+    _, generated = folder_features(generated_dir, num_workers)
+    return names, real, generated
 
 
 def _normalised(real, generated):
@@ -99,14 +101,16 @@ def _normalised(real, generated):
     return (real - mean) / scale, (generated - mean) / scale, finite, varies
 
 
-def frd_values(real_dir: str | Path, generated_dir: str | Path, num_workers: int = 1) -> dict:
+def frd_values(real_dir: str | Path | None, generated_dir: str | Path, num_workers: int = 1, real_features=None):
     """FRD two ways from one feature extraction: {'frd': log d_F^2 over every finite feature (frd-score v1's value),
     'frechet_distance': that d_F^2, 'frd_varying': log d_F^2 over the features that vary over the real set,
-    'features_varying': how many those are}. See `frd_breakdown` for why the second measures the anatomy."""
+    'features_varying': how many those are}. See `frd_breakdown` for why the second measures the anatomy.
+    `real_features` ([N, F] from `folder_features`) stands in for `real_dir` when the reals' are already known."""
     ok, reason = frd_available()
     if not ok:
         raise RuntimeError(reason)
-    _, real, generated = _features(real_dir, generated_dir, num_workers)
+    real = folder_features(real_dir, num_workers)[1] if real_features is None else real_features
+    generated = folder_features(generated_dir, num_workers)[1]
     z_real, z_generated, finite, varies = _normalised(real, generated)
     everything = _frechet(z_real[:, finite], z_generated[:, finite])
     anatomy = _frechet(z_real[:, varies], z_generated[:, varies])

@@ -10,6 +10,7 @@ comparable across snapshots.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import tempfile
 from pathlib import Path
@@ -93,6 +94,9 @@ def _write_pngs(images: np.ndarray, folder: Path) -> Path:
     return folder
 
 
+_REAL_FRD_FEATURES: dict[str, np.ndarray] = {}  # the last real set's radiomic features, by its pixels' hash
+
+
 def frd256(
     G: torch.nn.Module,
     data,
@@ -114,14 +118,17 @@ def frd256(
     """
     if rank != 0:
         return dict.fromkeys((name, f"{name}_distance", f"{name}_varying"), float("nan"))
-    from medgan_core.evaluation.frd import frd_values
+    from medgan_core.evaluation.frd import folder_features, frd_values
 
     reals, _ = load_images(data, max_images=max_reals)
+    key = hashlib.sha256(reals.tobytes()).hexdigest() + str(reals.shape)  # the pixels decide, not the path
     with tempfile.TemporaryDirectory(prefix="medgan-frd-") as tmp:
-        real_dir = _write_pngs(reals, Path(tmp) / "real")
+        if key not in _REAL_FRD_FEATURES:  # the reals' features are the same at every snapshot of a run
+            _REAL_FRD_FEATURES.clear()
+            _REAL_FRD_FEATURES[key] = folder_features(_write_pngs(reals, Path(tmp) / "real"), num_workers)[1]
         generated_dir = _write_pngs(_generate(G, num_gen, device), Path(tmp) / "generated")
         with contextlib.redirect_stdout(io.StringIO()):  # frd-score prints its value; the trainer logs it once
-            result = frd_values(real_dir, generated_dir, num_workers=num_workers)
+            result = frd_values(None, generated_dir, num_workers, real_features=_REAL_FRD_FEATURES[key])
     return {
         name: result["frd"],
         f"{name}_distance": result["frechet_distance"],

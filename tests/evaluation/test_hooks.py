@@ -70,3 +70,30 @@ def test_frd256_hook_equals_frd_score_on_the_same_images(tmp_path, mni_slices):
     varying = summary["log d_F^2, features that vary over the real set"]
     assert result["results"]["frd256_varying"] == pytest.approx(varying, rel=1e-9) and varying < value
     assert all(math.isnan(v) for v in frd256(None, tmp_path / "not-read", rank=1, world_size=2).values())
+
+
+def test_frd256_reads_the_reals_features_once_per_real_set(tmp_path, mni_slices, monkeypatch):
+    """The next snapshot's FRD reuses the real set's radiomic features (same value), a changed set recomputes them."""
+    from pathlib import Path
+
+    from medgan_core.evaluation import frd, hooks
+    from medgan_core.networks import Generator
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, image in enumerate(mni_slices[10:30]):
+        save_png(image[..., 0], data / f"{i:03d}.png")
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=1, mapping_kwargs={"num_layers": 2},
+                  channel_base=256, channel_max=16, num_fp16_res=0).eval()  # fmt: skip
+    folders = []
+    original = frd.folder_features
+    monkeypatch.setattr(
+        frd, "folder_features", lambda folder, *a: folders.append(Path(folder).name) or original(folder, *a)
+    )
+    hooks._REAL_FRD_FEATURES.clear()
+    first, again = hooks.frd256(G, data, num_gen=12), hooks.frd256(G, data, num_gen=12)
+    assert first == again and folders == ["real", "generated", "generated"]
+    save_png(mni_slices[40][..., 0], data / "999.png")  # another real set
+    hooks.frd256(G, data, num_gen=12)
+    assert folders[3:] == ["real", "generated"]
