@@ -16,7 +16,14 @@ from medgan_core.book.paper import EXPERIMENTS, PAPER_ABLATION
 from medgan_core.book.runs import RunDirectory, find_runs
 
 _RUN_NAME = re.compile(r"^exp(\d+)-seed(\d+)$")
-SCORES = {"frd256": "FRD", "frd64": "FRD", "fid1k_full": "FID (1k)"}  # recorded metric -> label (FRD is not FID)
+SCORES = {
+    "frd256": "FRD",
+    "frd64": "FRD",
+    "frd256_varying": "FRD, varying features",
+    "frd64_varying": "FRD, varying features",
+    "fid1k_full": "FID (1k)",
+}  # metric -> label (FRD is not FID)
+FINAL = {"spread": "div128 spread, final", "coverage": "div128 coverage, final"}  # the collapse metric's last values
 
 
 def experiment_of(name: str) -> int:
@@ -83,7 +90,10 @@ def ablation_runs(params: dict) -> dict[str, RunDirectory]:
 
 
 def per_run_scores(runs: dict[str, RunDirectory]) -> pd.DataFrame:
-    """One row per run: experiment and the best (lowest) value of each recorded metric (FRD, FID)."""
+    """One row per run: experiment, the best (lowest) value of each recorded distance (FRD, FID; the paper reports
+    each run's best FID) and the collapse metric's spread and coverage at the last snapshot (NaN where not run)."""
+    from medgan_core.book.collapse import collapse_table
+
     rows = []
     for name, run in sorted(runs.items()):
         table = run.metrics()
@@ -92,6 +102,9 @@ def per_run_scores(runs: dict[str, RunDirectory]) -> pd.DataFrame:
             names = [metric for metric, text in SCORES.items() if text == label]
             values = table.loc[table["metric"].isin(names), "value"]
             row[label] = float(values.min()) if len(values) else np.nan
+        collapse = collapse_table(run.path)
+        for column, label in FINAL.items():
+            row[label] = float(collapse[column].iloc[-1]) if len(collapse) else np.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
 
@@ -101,7 +114,7 @@ def ablation_table(scores: pd.DataFrame) -> pd.DataFrame:
     table = PAPER_ABLATION.copy()
     table["paper FID mean (SD)"] = [f"{m:.2f} ({s:.2f})" for m, s in zip(table.paper_fid_mean, table.paper_fid_sd)]
     table = table[["paper FID mean (SD)"]]
-    for label in dict.fromkeys(SCORES.values()):
+    for label in [*dict.fromkeys(SCORES.values()), *FINAL.values()]:
         if label in scores and scores[label].notna().any():
             grouped = scores.groupby("experiment")[label].agg(["mean", "std", "count"])
             column = f"ours: {label} mean (SD)"

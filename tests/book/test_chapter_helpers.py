@@ -88,8 +88,10 @@ def test_ablation_scores_tables_and_tests(tmp_path):
         ablation.experiment_of("transfer-source")
     scores = ablation.per_run_scores(runs)
     assert scores.loc["exp2-seed1", "FRD"] == 4.3  # the best (lowest) of the run's two evaluations
-    assert scores["FID (1k)"].isna().all()
+    assert scores["FID (1k)"].isna().all() and scores["FRD, varying features"].isna().all()
+    assert scores["div128 coverage, final"].isna().all()
     table = ablation.ablation_table(scores)
+    assert "ours: FRD, varying features mean (SD)" not in table  # no run recorded it
     base = [frd[(1, s)] for s in range(3)]
     assert table.loc["1 baseline", "ours: FRD mean (SD)"] == f"{np.mean(base):.2f} ({np.std(base, ddof=1):.2f})"
     assert table.loc["4 pretrained + augmented", "ours: FRD mean (SD)"] == "not run"
@@ -157,3 +159,24 @@ def test_metric_trend_names_first_best_and_last(tmp_path):
     assert training.metric_trend(run) == (
         "frd256: 9.00 at 1 kimg, lowest 5.00 at 2 kimg, 6.00 at the last snapshot (3 kimg)"
     )
+
+
+def test_ablation_scores_carry_the_varying_frd_and_the_final_collapse_metric(tmp_path):
+    from tests.book.test_collapse_words import write_history
+
+    runs = {}
+    for seed, (varying, flags) in enumerate([(3.0, [True, False]), (4.0, [True, True])]):
+        name = f"exp3-seed{seed}"
+        run = write_run(tmp_path / name, [1.0, 0.9])
+        for i, value in enumerate([varying + 1.0, varying]):
+            result = {"metric": "frd64", "results": {"frd64": 9.0, "frd64_varying": value}, "total_time": 1.0}
+            report_metric(result, run.path, snapshot=f"network-snapshot-{i + 1:06d}.safetensors")
+        write_history(run.path, flags)  # div128 spread 0.2 in collapse, 0.9 out of it; coverage 0.05 / 0.7
+        runs[name] = run
+    scores = ablation.per_run_scores(runs)
+    assert list(scores["FRD, varying features"]) == [3.0, 4.0]  # each run's lowest
+    assert list(scores["div128 spread, final"]) == [0.9, 0.2] and list(scores["div128 coverage, final"]) == [0.7, 0.05]
+    table = ablation.ablation_table(scores)
+    row = table.loc["3 augmented"]
+    assert row["ours: FRD, varying features mean (SD)"] == f"3.50 ({np.std([3.0, 4.0], ddof=1):.2f})"
+    assert row["ours: div128 coverage, final mean (SD)"] == f"0.38 ({np.std([0.7, 0.05], ddof=1):.2f})"
