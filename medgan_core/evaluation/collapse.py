@@ -8,7 +8,10 @@ where the anatomy decides and the texture does not:
   About 1 for a generator as varied as the data, near 0 for one image repeated.
 - `coverage` (Naeem et al. 2020, "Reliable fidelity and diversity metrics for generative models"): the fraction
   of real images that have a generated image inside their k-nearest-real-neighbour ball. A collapsed generator
-  covers the few reals near its one image; a generator that learned the data covers most of them.
+  covers the few reals near its one image; a generator that learned the data covers most of them. The generated
+  image may stand up to 1/16 of the image side off in x and y (`max_shift`): the reals of a small registered set
+  (one brain's slices) lie so close together that, without that tolerance, every real slice moved by one pixel
+  at 32x32 covers 3% of them and would read as a collapse.
 
 `collapse_report` also gives the mean pairwise MS-SSIM of both sets at full resolution (the paper's diversity
 measure, `medgan_core.evaluation.diversity`) and the verdict `collapsed`: spread ratio below `COLLAPSE_SPREAD`
@@ -87,25 +90,37 @@ def mean_pairwise_distance(x: torch.Tensor) -> float:
     return float(distances.sum() / (len(x) * (len(x) - 1)))
 
 
-def coverage(real: torch.Tensor, generated: torch.Tensor, k: int = COVERAGE_K) -> float:
+def coverage(real: torch.Tensor, generated: torch.Tensor | list[torch.Tensor], k: int = COVERAGE_K) -> float:
     """Naeem et al.'s coverage of real [N, D] by generated [M, D]: mean over reals of
-    1[min_j |g_j - r_i| < distance from r_i to its k-th nearest other real]."""
+    1[min_j |g_j - r_i| < distance from r_i to its k-th nearest other real]. A list of generated sets (the same
+    images at several shifts) counts a real as covered by its nearest image over all of them."""
     if len(real) <= k:
         raise ValueError(f"coverage with k = {k} needs more than {k} real images, got {len(real)}")
     radii = torch.cdist(real, real).kthvalue(k + 1, dim=1).values  # the 1st nearest is the image itself
-    nearest_generated = torch.cdist(real, generated).min(dim=1).values
+    sets = generated if isinstance(generated, list) else [generated]
+    nearest_generated = torch.stack([torch.cdist(real, g).min(dim=1).values for g in sets]).min(dim=0).values
     return float((nearest_generated < radii).double().mean())
+
+
+def shifted(images: np.ndarray, max_shift: int) -> list[np.ndarray]:
+    """The images moved by every (dy, dx) in [-max_shift, max_shift]^2 (edges repeated), uint8 [N, H, W, C] each."""
+    height, width = images.shape[1:3]
+    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
+    span = range(2 * max_shift + 1)
+    return [padded[:, dy : dy + height, dx : dx + width] for dy in span for dx in span]
 
 
 def collapse_report(generated: np.ndarray, real: np.ndarray, num_pairs: int = 500, seed: int = 0) -> CollapseReport:
     """Spread ratio, coverage and MS-SSIM of generated against real images (both uint8 [N, H, W, C])."""
     gen_pooled, real_pooled = pooled(generated), pooled(real)
     spread = mean_pairwise_distance(gen_pooled) / max(mean_pairwise_distance(real_pooled), 1e-12)
+    max_shift = round(generated.shape[1] / 16)  # 2 pixels at 32x32, half a pooled block
+    gen_shifted = [pooled(images) for images in shifted(generated, max_shift)]
     msssim_gen, _ = mean_pairwise_msssim(generated, num_pairs=num_pairs, seed=seed)
     msssim_real, _ = mean_pairwise_msssim(real, num_pairs=num_pairs, seed=seed)
     return CollapseReport(
         spread_ratio=spread,
-        coverage=coverage(real_pooled, gen_pooled),
+        coverage=coverage(real_pooled, gen_shifted),
         msssim=msssim_gen,
         msssim_real=msssim_real,
         num_generated=len(generated),

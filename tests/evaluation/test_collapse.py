@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import cdist, pdist
 
 from medgan_core.evaluation.collapse import (
     COLLAPSE_SPREAD,
@@ -14,6 +14,7 @@ from medgan_core.evaluation.collapse import (
     coverage,
     mean_pairwise_distance,
     pooled,
+    shifted,
 )
 from medgan_core.evaluation.hooks import div128
 from medgan_core.utils.io import save_png
@@ -52,6 +53,41 @@ def test_coverage_matches_prdc():
     fake = rng.normal(0.4, 1.2, size=(80, 12))
     theirs = compute_prdc(real_features=real, fake_features=fake, nearest_k=5)["coverage"]
     assert coverage(torch.from_numpy(real), torch.from_numpy(fake), k=5) == pytest.approx(theirs)
+
+
+def test_shifted_coverage_is_the_nearest_image_over_every_shift():
+    """A list of generated sets covers a real when any of them does: the minimum over shifts of prdc's distance."""
+    from prdc import compute_prdc
+
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(40, 6)), rng.normal(0.6, 1.0, size=(50, 6))
+    moved = [fake, fake + 0.3, fake - 0.3]
+    theirs = np.mean([compute_prdc(real, f, nearest_k=5)["coverage"] for f in moved])  # each alone
+    ours = coverage(torch.from_numpy(real), [torch.from_numpy(f) for f in moved], k=5)
+    radii = np.sort(cdist(real, real), axis=1)[:, 5]
+    nearest = np.min([cdist(real, f).min(axis=1) for f in moved], axis=0)
+    assert ours == pytest.approx(np.mean(nearest < radii)) and ours >= theirs
+
+
+def test_shifted_images_move_by_whole_pixels_with_edges_repeated():
+    images = np.arange(2 * 5 * 5, dtype=np.uint8).reshape(2, 5, 5, 1)
+    moved = shifted(images, 1)
+    assert len(moved) == 9 and all(m.shape == images.shape for m in moved)
+    np.testing.assert_array_equal(moved[4], images)  # (dy, dx) = (0, 0)
+    np.testing.assert_array_equal(moved[0][:, 1:, 1:], images[:, :-1, :-1])  # moved down and right by one
+    np.testing.assert_array_equal(moved[0][:, 0, 1:], images[:, 0, :-1])  # the top row repeated
+
+
+def test_a_generator_off_by_a_pixel_or_two_is_not_a_collapse(mni_slices):
+    """Every real slice moved by up to 1/16 of the side (a small registration error; 4 pixels at 64x64) covers the
+    reals; without the shift tolerance it would cover few of them, as the slices of one brain lie close together."""
+    real_pooled = pooled(mni_slices)
+    for dy, dx in [(0, 2), (2, 2), (4, 4)]:
+        moved = [pooled(images) for images in shifted(np.roll(mni_slices, (dy, dx), axis=(1, 2)), 4)]
+        assert coverage(real_pooled, moved) > 0.9, (dy, dx)
+    report = collapse_report(np.roll(mni_slices, (2, 4), axis=(1, 2)), mni_slices)
+    assert report.coverage > 0.9 and not report.collapsed
+    assert coverage(real_pooled, pooled(np.roll(mni_slices, 4, axis=2))) < 0.25  # what a plain distance says
 
 
 def test_spread_and_pooling_match_closed_forms():
