@@ -38,21 +38,28 @@ def test_hooks_skip_work_on_other_ranks(tmp_path):
     assert all(math.isnan(v) for v in msssim1k(None, missing, rank=1, world_size=2).values())
 
 
+def tiny_generator_and_slices(tmp_path, slices):
+    """A seeded untrained 64x64 generator and a folder of the given slices as PNGs."""
+    from medgan_core.networks import Generator
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, image in enumerate(slices):
+        save_png(image[..., 0], data / f"{i:03d}.png")
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=1, mapping_kwargs={"num_layers": 2},
+                  channel_base=256, channel_max=16, num_fp16_res=0).eval()  # fmt: skip
+    return G, data
+
+
 def test_frd256_hook_equals_frd_score_on_the_same_images(tmp_path, mni_slices):
     """The trainer's FRD metric against frd-score called directly on the generator's images and the real set."""
     from frd_score import compute_frd as frd_score_compute
 
     from medgan_core.evaluation.hooks import frd256
     from medgan_core.generate import generate_images
-    from medgan_core.networks import Generator
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for i, image in enumerate(mni_slices[10:40]):
-        save_png(image[..., 0], data / f"{i:03d}.png")
-    torch.manual_seed(0)
-    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=1, mapping_kwargs={"num_layers": 2},
-                  channel_base=256, channel_max=16, num_fp16_res=0).eval()  # fmt: skip
+    G, data = tiny_generator_and_slices(tmp_path, mni_slices[10:40])
     ok, reason = is_available("frd256")
     assert ok, reason
     result = calc_metric("frd256", G, str(data), "cpu", num_gen=20)
@@ -77,15 +84,8 @@ def test_frd256_reads_the_reals_features_once_per_real_set(tmp_path, mni_slices,
     from pathlib import Path
 
     from medgan_core.evaluation import frd, hooks
-    from medgan_core.networks import Generator
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for i, image in enumerate(mni_slices[10:30]):
-        save_png(image[..., 0], data / f"{i:03d}.png")
-    torch.manual_seed(0)
-    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=1, mapping_kwargs={"num_layers": 2},
-                  channel_base=256, channel_max=16, num_fp16_res=0).eval()  # fmt: skip
+    G, data = tiny_generator_and_slices(tmp_path, mni_slices[10:30])
     folders = []
     original = frd.folder_features
     monkeypatch.setattr(
