@@ -70,11 +70,11 @@ def collapse_sentence(run_dir: str | Path, metric: str = DIVERSITY_METRIC) -> st
     last = table.iloc[-1]
     final = (
         f"At the last snapshot (kimg {last.kimg:g}) the generated images' spread is {last.spread:.2f} of the reals' "
-        f"and they cover {last.coverage:.0%} of them (MS-SSIM {last.msssim:.3f} against {last.msssim_real:.3f} "
-        "among reals)."
+        f"and they reach {last.coverage:.0%} as many distinct real images as random reals would (MS-SSIM "
+        f"{last.msssim:.3f} against {last.msssim_real:.3f} among reals)."
     )
     if not last.collapsed and (last.coverage < COLLAPSE_COVERAGE or last.spread < COLLAPSE_SPREAD):
-        final += " Its images are varied but not yet like the real ones (they stand near few of them)."
+        final += " Its images are varied but not yet like the real ones (nearest to few of them)."
     exit_kimg = collapse_exit(table)
     in_collapse = table.loc[table["collapsed"], "kimg"]
     if exit_kimg is None:
@@ -97,8 +97,9 @@ def collapse_box(report, subject: str, consequences: str, show: bool = True) -> 
 
     numbers = (
         f"Its generated images spread {report.spread_ratio:.2f} times as far as the real ones (on 8x8-pooled "
-        f"images), cover {report.coverage:.0%} of the real images (Naeem et al.'s coverage, k = 5), and have a mean "
-        f"pairwise MS-SSIM of {report.msssim:.3f} against {report.msssim_real:.3f} among the reals."
+        f"images), reach {report.coverage:.0%} as many distinct real images as as many random real images would "
+        f"(mode coverage: each generated image counts for the real image nearest to it), and have a mean pairwise "
+        f"MS-SSIM of {report.msssim:.3f} against {report.msssim_real:.3f} among the reals."
     )
     if report.collapsed:
         body = (

@@ -257,7 +257,7 @@ def collapse_figure(run: RunDirectory):
     distances = _distance_metrics(run)
     frd = distances[distances["metric"].str.startswith("frd")].sort_values("kimg")
     panels = [("spread", "spread, generated / real", COLLAPSE_SPREAD),
-              ("coverage", "coverage of the reals", COLLAPSE_COVERAGE)]  # fmt: skip
+              ("coverage", "mode coverage of the reals", COLLAPSE_COVERAGE)]  # fmt: skip
     fig, axes = plt.subplots(1, len(panels) + (not frd.empty), figsize=(9.6, 3.5), squeeze=False)
     axes = list(axes[0])
     for name in dict.fromkeys(frd["metric"]):  # frd-score's value and, where recorded, the varying features'

@@ -156,7 +156,8 @@ def div128(
     """Mode collapse of 128 generated images (seeds 0..127) against the real images (up to 1000), offline.
 
     `div128`: their spread on 8x8-pooled images as a fraction of the reals' (about 1 when as varied as the data,
-    near 0 in collapse); `div128_coverage`: Naeem et al.'s coverage of the reals (k = 5); `div128_msssim` and
+    near 0 in collapse); `div128_coverage`: mode coverage (the distinct reals nearest to a generated image, over
+    what as many random reals reach); `div128_msssim` and
     `div128_msssim_real`: mean pairwise MS-SSIM; `div128_collapse`: 1 when the spread says mode collapse
     (medgan_core.evaluation.collapse), else 0. Rank 0 only.
     """

@@ -30,7 +30,7 @@ def test_a_run_that_left_the_collapse(tmp_path):
     assert collapse_exit(table) == 50  # the way out is after the last collapsed snapshot, not the first
     sentence = collapse_sentence(run)
     assert "at 3 of 7 snapshots (kimg 10 to 40); out of it from kimg 50 to the end" in sentence
-    assert "spread is 0.90" in sentence and "cover 70%" in sentence
+    assert "spread is 0.90" in sentence and "reach 70% as many distinct real images" in sentence
 
 
 def test_a_run_still_in_collapse(tmp_path):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from medgan_core.book import training
 from medgan_core.book.paper import PAPER_TRAINING, training_departures
-from medgan_core.evaluation.collapse import CollapseReport
+from medgan_core.evaluation.collapse import COLLAPSE_COVERAGE, COLLAPSE_SPREAD, CollapseReport
 from medgan_core.metrics.runner import report_metric
 from tests.book.test_chapter_helpers import write_run
 from tests.book.test_collapse_words import write_history
@@ -30,7 +30,7 @@ def test_collapse_figure_shades_the_snapshots_in_collapse(tmp_path):
     frd_panel, spread_panel, coverage_panel = figure.axes
     assert frd_panel.get_legend() is not None and spread_panel.get_legend() is not None
     assert len(spread_panel.patches) == 2  # one red band per collapsed snapshot
-    assert [t.get_text() for t in coverage_panel.get_legend().get_texts()][-1] == "collapse below 0.25"
+    assert [t.get_text() for t in coverage_panel.get_legend().get_texts()][-1] == f"collapse below {COLLAPSE_COVERAGE}"
     assert training.metric_trend(run).startswith("frd256")  # div128 is not reported as lower-is-better
     empty = write_run(tmp_path / "no-div", [2.0], resolution=32)
     assert training.collapse_figure(empty) is None
@@ -111,3 +111,16 @@ def test_frd_over_the_varying_features_is_a_curve_beside_frd_scores(tmp_path):
     labels = [t.get_text() for t in frd_panel.get_legend().get_texts()]
     assert labels == ["FRD, frd-score v1", "FRD, varying features"] and len(frd_panel.lines) == 2
     assert [list(line.get_ydata()) for line in frd_panel.lines] == [[16.0, 12.0], [5.0, 3.5]]
+
+
+def test_the_pages_state_the_collapse_thresholds_of_the_code():
+    """Chapter 2 and the methods page give the verdict's thresholds in words: the ones collapse.py applies."""
+    import re
+
+    from medgan_core.book.build import REPO_ROOT
+
+    pages = [(REPO_ROOT / "book" / "methods.md").read_text(encoding="utf-8"),
+             (REPO_ROOT / "notebooks" / "02_training.ipynb").read_text(encoding="utf-8")]  # fmt: skip
+    for page in pages:
+        stated = re.search(r"spread is below ([\d.]+) or the coverage below ([\d.]+)", " ".join(page.split()))
+        assert stated and tuple(map(float, stated.groups())) == (COLLAPSE_SPREAD, COLLAPSE_COVERAGE)

@@ -1,12 +1,13 @@
 """Mode collapse, measured (medgan_core.evaluation.collapse and the div128 metric): the pieces against independent
-references (prdc's coverage, scipy's pdist, block means), and the verdict on generators made to collapse or not."""
+references (closed-form and brute-force mode coverage, scipy's pdist, block means), and the verdict on
+generators made to collapse or not."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.distance import cdist, pdist
+from scipy.spatial.distance import pdist
 
 from medgan_core.evaluation.collapse import (
     COLLAPSE_SPREAD,
@@ -45,28 +46,23 @@ def real_folder(tmp_path_factory, mni_slices):
     return folder
 
 
-def test_coverage_matches_prdc():
-    from prdc import compute_prdc
-
+def test_coverage_counts_the_distinct_reals_reached_against_a_random_draw():
+    """Closed forms: m distinct real images drawn M times reach m reals; a brute-force loop gives the same count."""
     rng = np.random.default_rng(0)
-    real = rng.normal(size=(60, 12))
-    fake = rng.normal(0.4, 1.2, size=(80, 12))
-    theirs = compute_prdc(real_features=real, fake_features=fake, nearest_k=5)["coverage"]
-    assert coverage(torch.from_numpy(real), torch.from_numpy(fake), k=5) == pytest.approx(theirs)
-
-
-def test_shifted_coverage_is_the_nearest_image_over_every_shift():
-    """A list of generated sets covers a real when any of them does: the minimum over shifts of prdc's distance."""
-    from prdc import compute_prdc
-
-    rng = np.random.default_rng(3)
-    real, fake = rng.normal(size=(40, 6)), rng.normal(0.6, 1.0, size=(50, 6))
-    moved = [fake, fake + 0.3, fake - 0.3]
-    theirs = np.mean([compute_prdc(real, f, nearest_k=5)["coverage"] for f in moved])  # each alone
-    ours = coverage(torch.from_numpy(real), [torch.from_numpy(f) for f in moved], k=5)
-    radii = np.sort(cdist(real, real), axis=1)[:, 5]
-    nearest = np.min([cdist(real, f).min(axis=1) for f in moved], axis=0)
-    assert ours == pytest.approx(np.mean(nearest < radii)) and ours >= theirs
+    real = rng.normal(size=(50, 12))
+    expected = 50 * (1 - (1 - 1 / 50) ** 80)  # distinct images M = 80 random draws from N = 50 reach on average
+    three = real[[4, 9, 30]][rng.integers(0, 3, 80)] + rng.normal(0, 1e-3, (80, 12))
+    assert coverage(torch.from_numpy(real), torch.from_numpy(three)) == pytest.approx(3 / expected)
+    fake = rng.normal(0.3, 1.1, size=(80, 12))
+    moved = [fake, fake + 0.4, fake - 0.4]  # the same images at three shifts: each matched at its nearest
+    reached = set()
+    for j in range(80):
+        best = min((np.linalg.norm(m[j] - real[i]), i) for m in moved for i in range(50))
+        reached.add(best[1])
+    ours = coverage(torch.from_numpy(real), [torch.from_numpy(m) for m in moved])
+    assert ours == pytest.approx(len(reached) / expected)
+    draws = [coverage(torch.from_numpy(real), torch.from_numpy(real[rng.integers(0, 50, 80)])) for _ in range(200)]
+    assert np.mean(draws) == pytest.approx(1.0, abs=0.02)  # random reals score 1 on average
 
 
 def test_shifted_images_move_by_whole_pixels_with_edges_repeated():
@@ -79,15 +75,16 @@ def test_shifted_images_move_by_whole_pixels_with_edges_repeated():
 
 
 def test_a_generator_off_by_a_pixel_or_two_is_not_a_collapse(mni_slices):
-    """Every real slice moved by up to 1/16 of the side (a small registration error; 4 pixels at 64x64) covers the
-    reals; without the shift tolerance it would cover few of them, as the slices of one brain lie close together."""
+    """Every real slice moved by up to 1/16 of the side (a small registration error; 4 pixels at 64x64) is matched
+    to its own slice, so it reaches as many reals as a random draw; without the shift tolerance it would not."""
     real_pooled = pooled(mni_slices)
+    plain = coverage(real_pooled, pooled(mni_slices))
     for dy, dx in [(0, 2), (2, 2), (4, 4)]:
         moved = [pooled(images) for images in shifted(np.roll(mni_slices, (dy, dx), axis=(1, 2)), 4)]
-        assert coverage(real_pooled, moved) > 0.9, (dy, dx)
+        assert coverage(real_pooled, moved) == pytest.approx(plain), (dy, dx)
     report = collapse_report(np.roll(mni_slices, (2, 4), axis=(1, 2)), mni_slices)
-    assert report.coverage > 0.9 and not report.collapsed
-    assert coverage(real_pooled, pooled(np.roll(mni_slices, 4, axis=2))) < 0.25  # what a plain distance says
+    assert report.coverage == pytest.approx(plain) and not report.collapsed
+    assert coverage(real_pooled, pooled(np.roll(mni_slices, (4, 4), axis=(1, 2)))) < plain  # what a plain match says
 
 
 def test_spread_and_pooling_match_closed_forms():
@@ -101,7 +98,8 @@ def test_spread_and_pooling_match_closed_forms():
 
 def test_real_images_against_themselves_are_varied(mni_slices):
     report = collapse_report(mni_slices, mni_slices)
-    assert report.spread_ratio == pytest.approx(1.0) and report.coverage == 1.0
+    n = len(mni_slices)  # every real reached once: more than n random reals reach, n (1 - (1 - 1/n)^n)
+    assert report.spread_ratio == pytest.approx(1.0) and report.coverage == pytest.approx(1 / (1 - (1 - 1 / n) ** n))
     assert not report.collapsed and report.state == "varied"
 
 
@@ -116,7 +114,7 @@ def test_generator_of_few_modes_is_a_collapse(mni_slices):
     few = mni_slices[[10, 40, 70]][np.random.default_rng(0).integers(0, 3, 128)]
     report = collapse_report(few, mni_slices)
     assert report.spread_ratio > COLLAPSE_SPREAD  # the spread alone misses it; coverage and MS-SSIM do not
-    assert report.collapsed and "few of the real ones" in report.describe()
+    assert report.coverage < 0.1 and report.collapsed and "a few images" in report.describe()
 
 
 def test_varied_generator_is_not_a_collapse(real_folder, mni_slices):
