@@ -97,9 +97,9 @@ def collapse_box(report, subject: str, consequences: str, show: bool = True) -> 
 
     numbers = (
         f"Its generated images spread {report.spread_ratio:.2f} times as far as the real ones (on 8x8-pooled "
-        f"images), reach {report.coverage:.0%} as many distinct real images as as many random real images would "
-        f"(mode coverage: each generated image counts for the real image nearest to it), and have a mean pairwise "
-        f"MS-SSIM of {report.msssim:.3f} against {report.msssim_real:.3f} among the reals."
+        f"images), reach {report.coverage:.0%} as many distinct real images as the same number of random real "
+        f"images would (mode coverage: each generated image counts for the real image nearest to it), and have a "
+        f"mean pairwise MS-SSIM of {report.msssim:.3f} against {report.msssim_real:.3f} among the reals."
     )
     if report.collapsed:
         body = (
