@@ -2,13 +2,14 @@
 # Make the book's recorded runs with the project's own `medgan train`, from a clean clone of one commit.
 #
 #   bash book/records/make_records.sh training [COMMIT]   # chapter 2: 32x32 MNI slices, 260 kimg, FRD + div128
-#   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds, 100 kimg (+ source)
+#   bash book/records/make_records.sh ablation [COMMIT]   # chapter 3: 4 experiments x 3 seeds, 100 kimg (+ source, 200)
 #
 # COMMIT defaults to HEAD. The clone, data and full run folders live in $MEDGAN_RECORD_WORK (default
 # /tmp/medgan-record-<name>); what the book keeps is copied to book/records/<name>/ (written as <name>.tmp, then
 # renamed), with a README stating the command, commit, machine, threads and wall time. Never edit a record by hand.
 # Settings: MEDGAN_PYTHON (default .venv/bin/python), MEDGAN_RECORD_THREADS (default 1), MEDGAN_RECORD_KIMG and,
-# for the ablation, MEDGAN_RECORD_SEEDS (default "0 1 2") and MEDGAN_RECORD_JOBS (runs at a time, default 1);
+# for the ablation, MEDGAN_RECORD_SEEDS (default "0 1 2"), MEDGAN_RECORD_JOBS (runs at a time, default 1; the
+# transfer source takes one slot beside the runs without transfer) and MEDGAN_RECORD_SOURCE_KIMG (default 200);
 # MEDGAN_RECORD_MINUTES stops the chapter-2 training by
 # SIGINT after that many minutes (the trainer then writes a last snapshot and its metrics; the README says so).
 # MEDGAN_RECORD_RESUME=1 continues an interrupted record of the same COMMIT in $MEDGAN_RECORD_WORK: every run is
@@ -24,7 +25,7 @@ THREADS="${MEDGAN_RECORD_THREADS:-1}"
 JOBS="${MEDGAN_RECORD_JOBS:-1}"
 WORK="${MEDGAN_RECORD_WORK:-/tmp/medgan-record-$NAME}"
 DEST="$REPO/book/records/$NAME"
-SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SEEDS|THREADS|MINUTES|JOBS|RESUME)=' | sort | tr '\n' ' ' || true)"
+SETTINGS="$(env | grep -E '^MEDGAN_RECORD_(KIMG|SOURCE_KIMG|SEEDS|THREADS|MINUTES|JOBS|RESUME)=' | sort | tr '\n' ' ' || true)"
 RESUME="${MEDGAN_RECORD_RESUME:-0}"
 COMMAND="${SETTINGS}bash book/records/make_records.sh $*"
 
@@ -116,12 +117,17 @@ its metrics (see log.txt)."
         KEY="$("$PY" -c 'import sys; from medgan_core.book.demo import phantom_key; print(phantom_key(sys.argv[1]))' "$WORK/data/phantom")"
         medgan prep liver-ct --src "$WORK/data/phantom" --out "$WORK/data/liver-ct" --key-file "$KEY" --no-progress
         SOURCE_DATA="$(zip_of "$WORK/data/liver-ct" 32)"
-        train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" "${RECIPE[@]}" "${ADA[@]}" \
-            --kimg "$KIMG" --seed 0 --metrics div128
-        "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
-            "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
-        "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" --final-grid-only \
-            --work "$WORK"
+        SOURCE_KIMG="${MEDGAN_RECORD_SOURCE_KIMG:-200}"
+        transfer_source() {  # trained past its own collapse, exported without training state, collected
+            train "$WORK/runs/transfer-source" "$SOURCE_DATA" "${COMMON[@]}" "${RECIPE[@]}" "${ADA[@]}" \
+                --kimg "$SOURCE_KIMG" --seed 0 --metrics div128
+            "$PY" -c 'import sys; from medgan_core.book.demo import export_for_transfer as e; from medgan_core.book.records import final_snapshot as f; e(f(sys.argv[1]), sys.argv[2])' \
+                "$WORK/runs/transfer-source" "$WORK/source-networks.safetensors"
+            "$PY" -m medgan_core.book.records collect "$WORK/runs/transfer-source" "$DEST.tmp/transfer-source" \
+                --final-grid-only --work "$WORK"
+        }
+        ( transfer_source ) || touch "$WORK/failed-transfer-source" &  # one job slot, beside the runs without it
+        SOURCE_JOB=$!
         ablation_run() {  # ablation_run EXP SEED: one run of the ablation, trained and collected
             local exp="$1" seed="$2" opts
             case "$exp" in
@@ -135,8 +141,14 @@ its metrics (see log.txt)."
                 --kimg "$KIMG" --seed "$seed" "${opts[@]}" --metrics frd64,div128
             "$PY" -m medgan_core.book.records collect "$WORK/runs/$run" "$DEST.tmp/$run" --final-grid-only --work "$WORK"
         }
-        for seed in $SEEDS; do  # MEDGAN_RECORD_JOBS runs at a time, each in its own process
-            for exp in 1 2 3 4; do
+        SOURCE_DONE=0
+        for exp in 1 3 2 4; do  # the runs without transfer first, while the source trains
+            for seed in $SEEDS; do  # MEDGAN_RECORD_JOBS runs at a time, each in its own process
+                if [ "$exp" = 2 ] && [ "$SOURCE_DONE" = 0 ]; then
+                    wait "$SOURCE_JOB" || true
+                    SOURCE_DONE=1
+                    [ -e "$WORK/failed-transfer-source" ] && break 2
+                fi
                 while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
                 ( ablation_run "$exp" "$seed" ) || touch "$WORK/failed-exp$exp-seed$seed" &
             done
@@ -153,7 +165,7 @@ both) x seeds $SEEDS, $KIMG kimg each, at chapter 2's recipe (batch 16, gamma 0.
 set 0.9: with 0.9 the generator collapsed within a few kimg), FRD of 64 generated images (frd64) and the collapse
 metric (div128) every 10 kimg. ADA with the geometric transforms only (bg) and p moving by up to 1 in 100 kimg
 (the paper: NVIDIA's bgc, 1 in 500). Transfer source: the synthetic liver CT phantom population (FFHQ is not
-available offline), $KIMG kimg with ADA. Where the augmented runs left the collapse:
+available offline), $SOURCE_KIMG kimg with ADA; $("$PY" -m medgan_core.book.records collapse "$DEST.tmp/transfer-source") Where the augmented runs left the collapse:
 $COLLAPSE"
         ;;
     *) echo "make_records.sh: unknown record $NAME (training or ablation)" >&2; exit 2 ;;
