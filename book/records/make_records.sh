@@ -40,6 +40,7 @@ else
     git clone -q "$REPO" "$WORK/src"
     git -C "$WORK/src" checkout -q "$COMMIT"
 fi
+rm -f "$WORK"/failed-*  # an interrupted invocation's markers: this one retries those runs
 RESUME_OPTS=()
 [ "$RESUME" = 1 ] && RESUME_OPTS=(--auto-resume)
 cd "$WORK"  # `python -c` puts the current folder first on sys.path: never the working tree's package
