@@ -79,14 +79,8 @@ def folder_features(folder: str | Path, num_workers: int = 1):
     with contextlib.redirect_stdout(io.StringIO()):
         features, dicts, _ = impl.compute_features(files, _v1_extractor(), num_workers=num_workers, frd_version="v1")
     keep = [i for i, k in enumerate(dicts[0]) if not k.startswith("diagnostics_")]
-    return [k for k in dicts[0] if not k.startswith("diagnostics_")], np.asarray(features, dtype=np.float64)[:, keep]
-
-
-def _features(real_dir: str | Path, generated_dir: str | Path, num_workers: int = 1):
-    """(names, real [N, F], generated [M, F]) of two folders (see `folder_features`)."""
-    names, real = folder_features(real_dir, num_workers)
-    _, generated = folder_features(generated_dir, num_workers)
-    return names, real, generated
+    names = list(dicts[0])
+    return [names[i] for i in keep], np.asarray(features, dtype=np.float64)[:, keep]
 
 
 def _normalised(real, generated):
@@ -135,7 +129,8 @@ def frd_breakdown(real_dir: str | Path, generated_dir: str | Path, top: int = 8,
     import numpy as np
     import pandas as pd
 
-    names, real, generated = _features(real_dir, generated_dir, num_workers)
+    names, real = folder_features(real_dir, num_workers)
+    generated = folder_features(generated_dir, num_workers)[1]
     z_real, z_generated, finite, varies = _normalised(real, generated)
     everything = _frechet(z_real[:, finite], z_generated[:, finite])
     robust = _frechet(z_real[:, varies], z_generated[:, varies])
